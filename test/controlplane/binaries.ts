@@ -1,0 +1,312 @@
+/**
+ * Finds or builds the four binaries a local control plane runs: kube-apiserver, etcd,
+ * kube-controller-manager and kubectl.
+ *
+ * Guarantees:
+ * - `KUBEBUILDER_ASSETS` is used when it holds all four; otherwise the reason is logged and the
+ *   binaries are built from the Go module in `./k8s` into a cache outside the repository,
+ *   `$XDG_CACHE_HOME/regcred/k8s/<version>/bin` (default `~/.cache/...`), and reused afterwards.
+ * - The Kubernetes version is read from `k8s/go.mod` (its one pinned place).
+ * - Concurrent first builds are safe: one process builds under a lock directory, the others wait;
+ *   every binary is written to a temporary name and renamed into place, so a binary in the cache is
+ *   always complete. A `build-info.json` written last marks the cache valid for that exact go.mod/go.sum.
+ *
+ * Errors: missing Go, a failed build, or a lock held too long each throw a `ControlPlaneError`
+ * naming the cause and the log to read.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { access, constants, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ControlPlaneError } from './errors.ts';
+import { isProcessAlive } from './process.ts';
+import { formatDuration, type Progress } from './progress.ts';
+
+export const GO_MODULE_DIR = join(dirname(fileURLToPath(import.meta.url)), 'k8s');
+
+export interface Binaries {
+  kubeApiserver: string;
+  etcd: string;
+  kubeControllerManager: string;
+  kubectl: string;
+  /** Where they came from, for the log line a user sees. */
+  origin: string;
+}
+
+const COMPONENTS = [
+  { key: 'kubeApiserver', name: 'kube-apiserver', pkg: 'k8s.io/kubernetes/cmd/kube-apiserver' },
+  {
+    key: 'kubeControllerManager',
+    name: 'kube-controller-manager',
+    pkg: 'k8s.io/kubernetes/cmd/kube-controller-manager',
+  },
+  { key: 'kubectl', name: 'kubectl', pkg: 'k8s.io/kubernetes/cmd/kubectl' },
+  { key: 'etcd', name: 'etcd', pkg: 'go.etcd.io/etcd/server/v3' },
+] as const;
+
+/** The Kubernetes version pinned by the `k8s.io/kubernetes` require line of `k8s/go.mod`. */
+export async function kubernetesVersion(goModDir = GO_MODULE_DIR): Promise<string> {
+  const goMod = await readFile(join(goModDir, 'go.mod'), 'utf8');
+  const match = /^\s*(?:require\s+)?k8s\.io\/kubernetes\s+(v\d+\.\d+\.\d+)\s*(?:\/\/.*)?$/m.exec(goMod);
+  if (!match?.[1]) throw new ControlPlaneError(`no k8s.io/kubernetes version found in ${goModDir}/go.mod`);
+  return match[1];
+}
+
+export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'regcred', 'k8s');
+}
+
+/** The binary names missing from `dir`, empty when all four are there and executable. */
+export async function missingBinaries(dir: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (const c of COMPONENTS) {
+    try {
+      await access(join(dir, c.name), constants.X_OK);
+    } catch {
+      missing.push(c.name);
+    }
+  }
+  return missing;
+}
+
+function binariesIn(dir: string, origin: string): Binaries {
+  return {
+    kubeApiserver: join(dir, 'kube-apiserver'),
+    etcd: join(dir, 'etcd'),
+    kubeControllerManager: join(dir, 'kube-controller-manager'),
+    kubectl: join(dir, 'kubectl'),
+    origin,
+  };
+}
+
+/** `-X` flags so that `--version` and `/version` report the real version, not v0.0.0-master. */
+export function versionLdflags(version: string): string {
+  const m = /^v(\d+)\.(\d+)\.\d+$/.exec(version);
+  if (!m) throw new ControlPlaneError(`unexpected Kubernetes version ${version}`);
+  const vars = {
+    gitVersion: version,
+    gitMajor: m[1],
+    gitMinor: m[2],
+    gitTreeState: 'clean',
+    buildDate: '1970-01-01T00:00:00Z',
+  };
+  const flags: string[] = [];
+  for (const pkg of ['k8s.io/component-base/version', 'k8s.io/client-go/pkg/version']) {
+    for (const [k, v] of Object.entries(vars)) flags.push(`-X ${pkg}.${k}=${v}`);
+  }
+  return `-s -w ${flags.join(' ')}`;
+}
+
+async function moduleFingerprint(goModDir: string): Promise<string> {
+  const hash = createHash('sha256');
+  for (const f of ['go.mod', 'go.sum']) hash.update(await readFile(join(goModDir, f)));
+  return hash.digest('hex');
+}
+
+interface ResolveOptions {
+  progress: Progress;
+  env?: NodeJS.ProcessEnv;
+  goModDir?: string;
+}
+
+/** Returns usable binaries, building them on first use. */
+export async function resolveBinaries({
+  progress,
+  env = process.env,
+  goModDir = GO_MODULE_DIR,
+}: ResolveOptions): Promise<Binaries> {
+  const assets = env.KUBEBUILDER_ASSETS;
+  if (assets) {
+    const missing = await missingBinaries(assets);
+    if (missing.length === 0) return binariesIn(assets, `KUBEBUILDER_ASSETS=${assets}`);
+    progress.note(
+      `KUBEBUILDER_ASSETS=${assets} lacks ${missing.join(', ')} (envtest's downloads carry no ` +
+        'kube-controller-manager, which regcred needs for ServiceAccounts and namespace deletion); building instead',
+    );
+  }
+  const version = await kubernetesVersion(goModDir);
+  const versionDir = join(cacheRoot(env), version);
+  const binDir = join(versionDir, 'bin');
+  const fingerprint = await moduleFingerprint(goModDir);
+  if (await cacheIsValid(versionDir, fingerprint)) return binariesIn(binDir, binDir);
+
+  await mkdir(versionDir, { recursive: true });
+  const release = await acquireLock(join(versionDir, 'build.lock'), progress);
+  try {
+    // Another process may have finished the build while this one waited for the lock.
+    if (!(await cacheIsValid(versionDir, fingerprint))) {
+      await build({ version, binDir, logPath: join(versionDir, 'build.log'), goModDir, progress, env });
+      await writeFile(
+        join(versionDir, 'build-info.json'),
+        `${JSON.stringify({ version, fingerprint }, null, 2)}\n`,
+      );
+    }
+  } finally {
+    await release();
+  }
+  return binariesIn(binDir, binDir);
+}
+
+async function cacheIsValid(versionDir: string, fingerprint: string): Promise<boolean> {
+  try {
+    const info = JSON.parse(await readFile(join(versionDir, 'build-info.json'), 'utf8'));
+    return info.fingerprint === fingerprint && (await missingBinaries(join(versionDir, 'bin'))).length === 0;
+  } catch {
+    return false;
+  }
+}
+
+const LOCK_WAIT_MS = 60 * 60 * 1000;
+
+/**
+ * A lock directory holding the owner's PID. A lock whose owner is dead is taken over, so a build
+ * interrupted by Ctrl-C never blocks the next one.
+ */
+export async function acquireLock(lockDir: string, progress: Progress): Promise<() => Promise<void>> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  let announced = false;
+  for (;;) {
+    try {
+      await mkdir(lockDir);
+      await writeFile(join(lockDir, 'pid'), String(process.pid));
+      return () => rm(lockDir, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const owner = Number.parseInt(await readFile(join(lockDir, 'pid'), 'utf8').catch(() => ''), 10);
+    if (Number.isInteger(owner) && !isProcessAlive(owner)) {
+      await rm(lockDir, { recursive: true, force: true });
+      continue;
+    }
+    if (!announced) {
+      progress.note(`another process (pid ${owner || '?'}) is building the control plane; waiting for it`);
+      announced = true;
+    }
+    if (Date.now() > deadline) throw new ControlPlaneError(`gave up waiting for the build lock ${lockDir}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+interface BuildOptions {
+  version: string;
+  binDir: string;
+  logPath: string;
+  goModDir: string;
+  progress: Progress;
+  env: NodeJS.ProcessEnv;
+}
+
+async function build({ version, binDir, logPath, goModDir, progress, env }: BuildOptions): Promise<void> {
+  await mkdir(binDir, { recursive: true });
+  const goEnv = { ...env, CGO_ENABLED: '0' };
+  await checkGo(goEnv, goModDir);
+  const log = createWriteStream(logPath, { flags: 'w' });
+  const started = Date.now();
+  progress.note(
+    `building Kubernetes ${version} control plane binaries into ${binDir} (first run only; ≈ 13 min on 2 cores)`,
+  );
+  try {
+    for (const [i, c] of COMPONENTS.entries()) {
+      const label = `${c.name} (${i + 1}/${COMPONENTS.length})`;
+      const flags = ['-trimpath', '-ldflags', versionLdflags(version)];
+      const tmp = join(binDir, `.${c.name}.${process.pid}.tmp`);
+      let compiled = 0;
+      let total = 0;
+      const update = () =>
+        progress.status(
+          `building ${label}: ${compiled}/${total} packages compiled, ${formatDuration(Date.now() - started)} elapsed`,
+        );
+      const timer = setInterval(update, 1000);
+      try {
+        log.write(`\n# go list -deps ${c.pkg}\n`);
+        total = await countStalePackages(c.pkg, goEnv, goModDir, log);
+        update();
+        log.write(`\n# go build ${c.pkg}\n`);
+        // `go build -v` prints each package it compiles, one import path per line.
+        await runGo(['build', '-v', ...flags, '-o', tmp, c.pkg], goEnv, goModDir, log, (line) => {
+          if (/^[\w.\-/]+$/.test(line)) compiled = Math.min(compiled + 1, total);
+        });
+        await rename(tmp, join(binDir, c.name));
+      } catch (err) {
+        await rm(tmp, { force: true });
+        throw new ControlPlaneError(`building ${c.name} failed: ${(err as Error).message}; read ${logPath}`);
+      } finally {
+        clearInterval(timer);
+      }
+      progress.done(`built ${label}, ${formatDuration(Date.now() - started)} elapsed`);
+    }
+  } finally {
+    await new Promise((r) => log.end(r));
+  }
+}
+
+async function checkGo(env: NodeJS.ProcessEnv, cwd: string): Promise<void> {
+  try {
+    await runGo(['version'], env, cwd);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ControlPlaneError(
+        'Go is needed to build the local control plane the first time, and `go` is not on PATH. ' +
+          'Install Go >= 1.26 (https://go.dev/dl/), or set KUBEBUILDER_ASSETS to a folder holding ' +
+          'kube-apiserver, etcd, kube-controller-manager and kubectl.',
+      );
+    }
+    throw err;
+  }
+}
+
+/** How many packages `go build -trimpath` will compile for `pkg`: the stale ones. */
+async function countStalePackages(
+  pkg: string,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  log: NodeJS.WritableStream,
+): Promise<number> {
+  let count = 0;
+  await runGo(
+    ['list', '-deps', '-trimpath', '-f', '{{if .Stale}}stale{{end}}', pkg],
+    env,
+    cwd,
+    undefined,
+    (line) => {
+      if (line === 'stale') count++;
+      else if (line) log.write(`${line}\n`);
+    },
+  );
+  return count;
+}
+
+/** Runs `go`, streaming its output lines to `onLine` and to `log`; rejects with the tail on failure. */
+function runGo(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  log?: NodeJS.WritableStream,
+  onLine?: (line: string) => void,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('go', args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const tail: string[] = [];
+    let partial = '';
+    const onData = (chunk: Buffer) => {
+      log?.write(chunk);
+      const lines = (partial + chunk.toString()).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        onLine?.(line);
+        tail.push(line);
+        if (tail.length > 5) tail.shift();
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`go ${args[0]} exited with ${signal ?? code}: ${tail.join(' | ')}`));
+    });
+  });
+}

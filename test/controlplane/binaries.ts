@@ -206,7 +206,7 @@ async function build({ version, binDir, logPath, goModDir, progress, env }: Buil
   const log = createWriteStream(logPath, { flags: 'w' });
   const started = Date.now();
   progress.note(
-    `building Kubernetes ${version} control plane binaries into ${binDir} (first run only; ≈ 13 min on 2 cores)`,
+    `building Kubernetes ${version} control plane binaries into ${binDir} (first run only; ≈ 8 min on 2 cores)`,
   );
   try {
     for (const [i, c] of COMPONENTS.entries()) {
@@ -215,10 +215,14 @@ async function build({ version, binDir, logPath, goModDir, progress, env }: Buil
       const tmp = join(binDir, `.${c.name}.${process.pid}.tmp`);
       let compiled = 0;
       let total = 0;
-      const update = () =>
+      const update = () => {
+        const elapsed = `${formatDuration(Date.now() - started)} elapsed`;
         progress.status(
-          `building ${label}: ${compiled}/${total} packages compiled, ${formatDuration(Date.now() - started)} elapsed`,
+          total === 0
+            ? `building ${label}: listing packages (the first build downloads Go modules), ${elapsed}`
+            : `building ${label}: ${compiled}/${total} packages compiled, ${elapsed}`,
         );
+      };
       const timer = setInterval(update, 1000);
       try {
         log.write(`\n# go list -deps ${c.pkg}\n`);

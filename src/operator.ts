@@ -1,0 +1,269 @@
+/**
+ * Wires the runtime to the domain: one reflector per kind of object regcred reads, the mapping
+ * from their events to the keys of the RegistryCredentials that care, the work queue and its
+ * workers, and the periodic safety-net requeue.
+ *
+ * Caches: RegistryCredentials, Namespaces and ServiceAccounts cluster-wide; Secrets only where
+ * regcred may look: those labelled as regcred's copies, and every Secret in each allowed source
+ * namespace. Never a cluster-wide cache of all Secrets.
+ *
+ * Event handlers only enqueue keys (the rxjs pipelines below); every decision is made when the key
+ * is reconciled, from the caches.
+ */
+import { Subject, takeUntil } from 'rxjs';
+import { API_VERSION, PLURAL, type RegistryCredential } from './api/v1alpha1.ts';
+import {
+  COPY_SELECTOR,
+  CREDENTIAL_LABEL,
+  type Namespace,
+  projectNamespace,
+  projectRegistryCredential,
+  projectSecret,
+  projectServiceAccount,
+  type Secret,
+  type ServiceAccount,
+} from './regcred/objects.ts';
+import { addedEntries, secretNameOf, sourceOf } from './regcred/plan.ts';
+import {
+  type Caches,
+  credentialKey,
+  namespaceKey,
+  Reconciler,
+  STATUS_DELAY_MS,
+  statusKey,
+} from './regcred/reconciler.ts';
+import { Sources } from './regcred/sources.ts';
+import { Controller } from './runtime/controller.ts';
+import { classify } from './runtime/errors.ts';
+import { EventRecorder } from './runtime/events.ts';
+import type { KubeClient } from './runtime/kube.ts';
+import { Limiter } from './runtime/limiter.ts';
+import type { Logger } from './runtime/logger.ts';
+import { WorkQueue } from './runtime/queue.ts';
+import { Reflector, type StoreEvent } from './runtime/reflector.ts';
+import { Store } from './runtime/store.ts';
+
+export interface OperatorOptions {
+  client: KubeClient;
+  logger: Logger;
+  sourceNamespaces: string[];
+  /** Parallel writes, and workers. */
+  concurrency: number;
+  /** Safety-net requeue of every RegistryCredential; 0 disables it. */
+  resyncPeriodMs: number;
+}
+
+export class CrdMissingError extends Error {
+  override name = 'CrdMissingError';
+}
+
+export class Operator {
+  readonly queue: WorkQueue;
+  readonly caches: Caches;
+  readonly reflectors: Reflector<never>[] = [];
+  readonly reconciler: Reconciler;
+  readonly controller: Controller;
+  readonly events: EventRecorder;
+  private readonly options: OperatorOptions;
+  private readonly stop$ = new Subject<void>();
+  private readonly abort = new AbortController();
+  private readonly loops: Promise<void>[] = [];
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private workersStarted = false;
+
+  constructor(options: OperatorOptions) {
+    this.options = options;
+    const { client, logger } = options;
+    this.queue = new WorkQueue();
+    this.caches = {
+      credentials: new Store<RegistryCredential>({ source: (rc) => [refKey(sourceOf(rc))] }),
+      namespaces: new Store<Namespace>(),
+      serviceAccounts: new Store<ServiceAccount>({
+        namespace: (sa) => [sa.metadata.namespace!],
+        credential: (sa) => [...new Set(Object.values(addedEntries(sa)))],
+      }),
+      copies: new Store<Secret>({
+        namespace: (s) => [s.metadata.namespace!],
+        credential: (s) =>
+          s.metadata.labels?.[CREDENTIAL_LABEL] ? [s.metadata.labels[CREDENTIAL_LABEL]] : [],
+      }),
+    };
+    const sourceStores = new Map(options.sourceNamespaces.map((ns) => [ns, new Store<Secret>()]));
+    this.events = new EventRecorder(client, logger, { component: 'regcred' });
+    this.reconciler = new Reconciler({
+      client,
+      caches: this.caches,
+      sources: new Sources(sourceStores),
+      queue: this.queue,
+      limiter: new Limiter(options.concurrency),
+      events: this.events,
+      logger,
+    });
+    this.controller = new Controller({
+      queue: this.queue,
+      reconcile: this.reconciler.reconcile,
+      logger,
+      workers: options.concurrency,
+    });
+
+    const reflect = <T extends { metadata: { name: string } }>(
+      name: string,
+      path: string,
+      store: Store<T>,
+      transform: (raw: unknown) => T,
+      labelSelector?: string,
+    ) => {
+      const r = new Reflector<T>({ name, client, path, store, transform, logger, labelSelector });
+      this.reflectors.push(r as unknown as Reflector<never>);
+      return r;
+    };
+    const credentials = reflect(
+      'registrycredentials',
+      `/apis/${API_VERSION}/${PLURAL}`,
+      this.caches.credentials,
+      projectRegistryCredential,
+    );
+    const namespaces = reflect('namespaces', '/api/v1/namespaces', this.caches.namespaces, projectNamespace);
+    const serviceAccounts = reflect(
+      'serviceaccounts',
+      '/api/v1/serviceaccounts',
+      this.caches.serviceAccounts,
+      projectServiceAccount,
+    );
+    const copies = reflect('copies', '/api/v1/secrets', this.caches.copies, projectSecret, COPY_SELECTOR);
+    const sources = [...sourceStores].map(([ns, store]) =>
+      reflect(`sources/${ns}`, `/api/v1/namespaces/${ns}/secrets`, store, projectSecret),
+    );
+
+    credentials.events$.pipe(takeUntil(this.stop$)).subscribe((e) => this.onCredential(e));
+    namespaces.events$.pipe(takeUntil(this.stop$)).subscribe((e) => this.onNamespace(e.object));
+    serviceAccounts.events$.pipe(takeUntil(this.stop$)).subscribe((e) => this.onServiceAccount(e));
+    copies.events$.pipe(takeUntil(this.stop$)).subscribe((e) => this.onCopy(e.object));
+    for (const s of sources) s.events$.pipe(takeUntil(this.stop$)).subscribe((e) => this.onSource(e.object));
+  }
+
+  /** Checks the CRD is installed, starts the caches and, once they have synced, the workers. */
+  async start(): Promise<void> {
+    await this.checkCrd();
+    for (const r of this.reflectors) this.loops.push(r.run(this.abort.signal));
+    await Promise.all(this.reflectors.map((r) => r.synced));
+    this.options.logger.info('caches synced', {
+      credentials: this.caches.credentials.size,
+      namespaces: this.caches.namespaces.size,
+      serviceAccounts: this.caches.serviceAccounts.size,
+      copies: this.caches.copies.size,
+    });
+    this.startWorkers();
+  }
+
+  /** Whether every cache has synced (for readiness). */
+  get cachesSynced(): boolean {
+    return this.workersStarted;
+  }
+
+  private startWorkers(): void {
+    for (const rc of this.caches.credentials.list()) this.queue.add(credentialKey(rc.metadata.name));
+    this.controller.start();
+    this.workersStarted = true;
+    if (this.options.resyncPeriodMs > 0) {
+      this.resyncTimer = setInterval(() => {
+        for (const rc of this.caches.credentials.list()) this.queue.add(credentialKey(rc.metadata.name));
+      }, this.options.resyncPeriodMs);
+      this.resyncTimer.unref();
+    }
+  }
+
+  /** Stops taking work, lets in-flight reconciles finish, and stops the caches. */
+  async stop(): Promise<void> {
+    clearInterval(this.resyncTimer);
+    this.queue.shutDown();
+    await this.controller.stopped();
+    this.stop$.next();
+    this.abort.abort();
+    await Promise.all(this.loops);
+  }
+
+  private async checkCrd(): Promise<void> {
+    try {
+      await this.options.client.get(`/apis/${API_VERSION}/${PLURAL}`, { limit: 1 });
+    } catch (err) {
+      if (classify(err).kind === 'notFound') {
+        throw new CrdMissingError(
+          `the RegistryCredential CRD (${PLURAL}.regcred.dev) is not installed on ${this.options.client.server}; ` +
+            'install it first: kubectl apply -f crds/',
+        );
+      }
+      throw err;
+    }
+  }
+
+  // --- event → key mapping -----------------------------------------------------------------------
+
+  private onCredential(e: StoreEvent<RegistryCredential>): void {
+    const rc = e.object;
+    const name = rc.metadata.name;
+    if (e.type === 'deleted') {
+      this.reconciler.forget(name, rc.metadata.uid);
+      return;
+    }
+    if (e.type === 'updated') {
+      const a = e.old.metadata;
+      const b = rc.metadata;
+      const specOrLifecycle =
+        a.generation !== b.generation ||
+        a.deletionTimestamp !== b.deletionTimestamp ||
+        a.uid !== b.uid ||
+        (a.finalizers ?? []).join() !== (b.finalizers ?? []).join();
+      if (!specOrLifecycle) {
+        this.queue.addAfter(statusKey(name), STATUS_DELAY_MS);
+        return;
+      }
+    }
+    this.queue.add(credentialKey(name));
+  }
+
+  private onNamespace(ns: Namespace): void {
+    for (const rc of this.caches.credentials.list()) {
+      this.queue.add(namespaceKey(rc.metadata.name, ns.metadata.name));
+      this.queue.addAfter(statusKey(rc.metadata.name), STATUS_DELAY_MS);
+    }
+  }
+
+  private onServiceAccount(e: StoreEvent<ServiceAccount>): void {
+    const namespace = e.object.metadata.namespace!;
+    const ns = this.caches.namespaces.get(namespace);
+    const involved = new Set([
+      ...Object.values(addedEntries(e.object)),
+      ...(e.type === 'updated' ? Object.values(addedEntries(e.old)) : []),
+    ]);
+    for (const rc of this.caches.credentials.list()) {
+      const selection = this.reconciler.selectionOf(rc);
+      const selects = ns !== undefined && selection.ok && selection.selection.namespace(ns) === 'selected';
+      if (selects || involved.has(rc.metadata.name))
+        this.queue.add(namespaceKey(rc.metadata.name, namespace));
+    }
+  }
+
+  private onCopy(secret: Secret): void {
+    const namespace = secret.metadata.namespace!;
+    const labelled = secret.metadata.labels?.[CREDENTIAL_LABEL];
+    for (const rc of this.caches.credentials.list()) {
+      if (rc.metadata.name === labelled || secretNameOf(rc) === secret.metadata.name) {
+        this.queue.add(namespaceKey(rc.metadata.name, namespace));
+      }
+    }
+  }
+
+  private onSource(secret: Secret): void {
+    for (const rc of this.caches.credentials.byIndex(
+      'source',
+      refKey(secret.metadata as { namespace: string; name: string }),
+    )) {
+      this.queue.add(credentialKey(rc.metadata.name));
+    }
+  }
+}
+
+function refKey(ref: { namespace?: string; name: string }): string {
+  return `${ref.namespace}/${ref.name}`;
+}

@@ -1,0 +1,196 @@
+/**
+ * A thin JSON client for the Kubernetes API on top of client-node's `KubeConfig` (authentication,
+ * TLS, proxies) and undici, the HTTP stack client-node itself uses.
+ *
+ * Why not the generated API classes: they turn timestamps into `Date`s and objects into model
+ * classes that must never be sent back (client-node #655), and they hide the Content-Type needed
+ * for merge patches. Here objects stay plain JSON, exactly as the API server sends them.
+ *
+ * Errors: every non-2xx answer is an `ApiError` carrying the HTTP code and the decoded `Status`;
+ * network failures surface as they are. `classify` (errors.ts) decides what each one means.
+ */
+import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { fetch } from 'undici';
+
+/** A Kubernetes `Status`, as far as regcred reads it. */
+export interface Status {
+  kind?: string;
+  code?: number;
+  reason?: string;
+  message?: string;
+  details?: { name?: string; kind?: string; causes?: { type?: string; message?: string; field?: string }[] };
+}
+
+export class ApiError extends Error {
+  override name = 'ApiError';
+  readonly code: number;
+  readonly status: Status;
+  readonly method: string;
+  readonly path: string;
+
+  constructor(method: string, path: string, code: number, status: Status) {
+    super(`${method} ${path}: ${code} ${status.reason ?? ''} ${status.message ?? ''}`.trim());
+    this.code = code;
+    this.status = status;
+    this.method = method;
+    this.path = path;
+  }
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+
+export interface RequestOptions {
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  /** Defaults to `application/json`; merge patches use `application/merge-patch+json`. */
+  contentType?: string;
+}
+
+/** Records each request for metrics; the runtime counts requests by verb and code. */
+export type RequestObserver = (method: string, path: string, code: number, seconds: number) => void;
+
+export class KubeClient {
+  readonly config: KubeConfig;
+  readonly server: string;
+  private readonly observers: RequestObserver[] = [];
+
+  constructor(config: KubeConfig) {
+    const cluster = config.getCurrentCluster();
+    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    this.config = config;
+    this.server = cluster.server.replace(/\/+$/, '');
+  }
+
+  onRequest(observer: RequestObserver): void {
+    this.observers.push(observer);
+  }
+
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const url = new URL(this.server + path);
+    for (const [k, v] of Object.entries(options.query ?? {}))
+      if (v !== undefined) url.searchParams.set(k, String(v));
+    const ctx = new RequestContext(url.toString(), method as HttpMethod);
+    await this.config.applySecurityAuthentication(ctx);
+    const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json' };
+    if (options.body !== undefined) headers['Content-Type'] = options.contentType ?? 'application/json';
+    const started = performance.now();
+    let code = 0;
+    try {
+      const response = await fetch(url, {
+        method,
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        dispatcher: ctx.getDispatcher(),
+      });
+      code = response.status;
+      const text = await response.text();
+      if (code >= 200 && code < 300) return (text ? JSON.parse(text) : undefined) as T;
+      throw new ApiError(method, path, code, parseStatus(text, code));
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      for (const o of this.observers) o(method, path, code, seconds);
+    }
+  }
+
+  get<T>(path: string, query?: RequestOptions['query']): Promise<T> {
+    return this.request<T>(HttpMethod.GET, path, { query });
+  }
+
+  create<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>(HttpMethod.POST, path, { body });
+  }
+
+  /** JSON merge patch (RFC 7386). Put `metadata.resourceVersion` in the patch for a precondition. */
+  mergePatch<T>(path: string, patch: unknown): Promise<T> {
+    return this.request<T>(HttpMethod.PATCH, path, {
+      body: patch,
+      contentType: 'application/merge-patch+json',
+    });
+  }
+
+  delete<T>(path: string, preconditions?: { uid?: string; resourceVersion?: string }): Promise<T> {
+    const body = preconditions ? { apiVersion: 'v1', kind: 'DeleteOptions', preconditions } : undefined;
+    return this.request<T>(HttpMethod.DELETE, path, { body });
+  }
+
+  /**
+   * Opens a watch stream. `onEvent` gets each event's type and raw object. The returned promise
+   * settles when the stream ends: it resolves when the server closes it, and rejects on an HTTP
+   * error (an `ApiError`), a network error, or when no byte arrived for `inactivityTimeoutMs`
+   * (bookmarks keep a healthy watch talking). `signal` aborts it (then it resolves).
+   */
+  async watch(
+    path: string,
+    query: RequestOptions['query'],
+    onEvent: (type: WatchEventType, object: unknown) => void,
+    { signal, inactivityTimeoutMs }: { signal: AbortSignal; inactivityTimeoutMs: number },
+  ): Promise<void> {
+    const url = new URL(this.server + path);
+    for (const [k, v] of Object.entries({ ...query, watch: true }))
+      if (v !== undefined) url.searchParams.set(k, String(v));
+    const ctx = new RequestContext(url.toString(), HttpMethod.GET);
+    await this.config.applySecurityAuthentication(ctx);
+    const controller = new AbortController();
+    const onAbort = () => controller.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, inactivityTimeoutMs);
+    };
+    try {
+      arm();
+      const response = await fetch(url, {
+        headers: { ...ctx.getHeaders(), Accept: 'application/json' },
+        dispatcher: ctx.getDispatcher(),
+        signal: controller.signal,
+      });
+      for (const o of this.observers) o('WATCH', path, response.status, 0);
+      if (response.status !== 200)
+        throw new ApiError(
+          'WATCH',
+          path,
+          response.status,
+          parseStatus(await response.text(), response.status),
+        );
+      if (!response.body) return;
+      const decoder = new TextDecoder();
+      let buffered = '';
+      for await (const chunk of response.body) {
+        arm();
+        buffered += decoder.decode(chunk, { stream: true });
+        let newline = buffered.indexOf('\n');
+        while (newline >= 0) {
+          const line = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          if (line.trim()) {
+            const event = JSON.parse(line) as { type: WatchEventType; object: unknown };
+            onEvent(event.type, event.object);
+          }
+          newline = buffered.indexOf('\n');
+        }
+      }
+    } catch (err) {
+      if (timedOut) throw new Error(`watch ${path}: no data for ${inactivityTimeoutMs / 1000}s`);
+      if (signal.aborted) return;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+}
+
+function parseStatus(text: string, code: number): Status {
+  try {
+    const parsed = JSON.parse(text);
+    if (parsed && typeof parsed === 'object') return parsed as Status;
+  } catch {
+    // Not JSON (a proxy's error page, an empty 401 body).
+  }
+  return { code, message: text.slice(0, 200) };
+}

@@ -1,33 +1,118 @@
 /**
- * `npm run local`: a real local Kubernetes control plane for trying regcred out. Builds it the
- * first time, prints how to use it, and stays up until Ctrl-C, which leaves nothing behind.
+ * `npm run local`: regcred on a real local Kubernetes control plane, for trying it out.
+ *
+ * Starts the control plane (building it the first time), installs the CRD, starts the operator
+ * from its production entry point (`src/main.ts`, as a separate process, as the image runs it),
+ * applies the samples in `config/samples/`, prints the live `kubectl get regcred` view and how to
+ * use the cluster, and stays up until Ctrl-C, which stops the operator and leaves nothing behind.
  */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { openSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { loadAll } from 'js-yaml';
+import { customResourceDefinition } from '../src/api/v1alpha1.ts';
+import { KubeClient } from '../src/runtime/kube.ts';
 import { ControlPlane, ControlPlaneError, stopOnInterrupt, streamProgress } from './controlplane/index.ts';
 
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SAMPLES = join(ROOT, 'config', 'samples');
+const run = promisify(execFile);
 const progress = streamProgress(process.stderr, '[local] ');
+
+/** Creates each object of the sample files, namespaces first; objects that exist are left alone. */
+async function applySamples(client: KubeClient): Promise<void> {
+  const objects = readdirSync(SAMPLES)
+    .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+    .flatMap(
+      (f) =>
+        loadAll(readFileSync(join(SAMPLES, f), 'utf8')) as {
+          kind: string;
+          apiVersion: string;
+          metadata: { namespace?: string };
+        }[],
+    )
+    .filter(Boolean)
+    .sort((a, b) => Number(b.kind === 'Namespace') - Number(a.kind === 'Namespace'));
+  for (const obj of objects) {
+    const plural = `${obj.kind.toLowerCase()}s`.replace(/ys$/, 'ies');
+    const base = obj.apiVersion.includes('/') ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`;
+    const path = obj.metadata.namespace
+      ? `${base}/namespaces/${obj.metadata.namespace}/${plural}`
+      : `${base}/${plural}`;
+    await client.create(path, obj);
+  }
+}
+
+function startOperator(plane: ControlPlane): ChildProcess {
+  const log = openSync(join(plane.logsDir, 'regcred.log'), 'a');
+  return spawn(process.execPath, [join(ROOT, 'src', 'main.ts'), '--source-namespaces=regcred-system'], {
+    env: { ...process.env, KUBECONFIG: plane.admin.path },
+    stdio: ['ignore', log, log],
+    detached: true, // its own process group, so that cleanup after a crash can reach it
+  });
+}
+
 try {
   const plane = await ControlPlane.start({ progress });
-  stopOnInterrupt(plane);
-  const kubectlDir = plane.binaries.kubectl.slice(0, -'/kubectl'.length);
+  let operator: ChildProcess | undefined;
+  stopOnInterrupt(plane, async () => {
+    if (!operator || operator.exitCode !== null) return;
+    const exited = new Promise((r) => operator?.once('exit', r));
+    operator.kill('SIGTERM');
+    await exited;
+  });
+  const client = new KubeClient(plane.admin.kubeConfig);
+  await client.create('/apis/apiextensions.k8s.io/v1/customresourcedefinitions', customResourceDefinition());
+  await waitFor('the RegistryCredential API', () =>
+    client.get('/apis/regcred.dev/v1alpha1/registrycredentials'),
+  );
+  operator = startOperator(plane);
+  await plane.track('regcred', operator.pid!);
+  operator.once('exit', (code) => {
+    progress.note(`the operator exited (code ${code}); its log: ${join(plane.logsDir, 'regcred.log')}`);
+  });
+  await applySamples(client);
+  await waitFor('the sample RegistryCredential to be Ready', async () => {
+    const rc = await client.get<{ status?: { conditions?: { type: string; status: string }[] } }>(
+      '/apis/regcred.dev/v1alpha1/registrycredentials/acme-registry',
+    );
+    if (!rc.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+      throw new Error('not ready yet');
+  });
+  const kubectl = plane.binaries.kubectl;
+  const { stdout: view } = await run(kubectl, ['--kubeconfig', plane.admin.path, 'get', 'regcred']);
+  const kubectlDir = dirname(kubectl);
   process.stdout.write(
     [
       '',
-      `A local Kubernetes control plane is running at ${plane.server}.`,
+      `A local Kubernetes control plane is running at ${plane.server}, with regcred and its samples:`,
+      '',
+      ...view
+        .trimEnd()
+        .split('\n')
+        .map((l) => `  ${l}`),
+      '',
       'Use it from another terminal:',
       '',
       `  export KUBECONFIG=${plane.admin.path}`,
       `  export PATH=${kubectlDir}:$PATH   # kubectl ${plane.binaries.origin === kubectlDir ? 'built for regcred' : `from ${plane.binaries.origin}`}`,
-      '  kubectl get namespaces',
+      '  kubectl get regcred',
+      '  kubectl describe regcred acme-registry',
+      '  kubectl get secret,serviceaccount -n acme-build',
+      '  kubectl create namespace acme-api && kubectl label namespace acme-api tenant=acme',
       '',
-      `Component logs: ${plane.logsDir}`,
-      'Press Ctrl-C to stop it; nothing is left behind.',
+      `Component logs: ${plane.logsDir} (the operator's: regcred.log)`,
+      'Press Ctrl-C to stop everything; nothing is left behind.',
       '',
     ].join('\n'),
   );
-  // Keep running until a signal arrives; report a component that dies meanwhile.
+  // Stay up until a signal arrives; report a component that dies meanwhile.
   setInterval(async () => {
     const failures = await plane.failures();
     if (failures.length > 0) {
+      operator?.kill('SIGTERM');
       const kept = await plane.stop({ keepLogs: true });
       progress.note(`${failures.join('\n')}\nlogs kept in ${kept}`);
       process.exit(1);
@@ -36,4 +121,17 @@ try {
 } catch (err) {
   progress.note(err instanceof ControlPlaneError ? err.message : String((err as Error).stack ?? err));
   process.exit(1);
+}
+
+async function waitFor(what: string, probe: () => Promise<unknown>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await probe();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }

@@ -144,8 +144,22 @@ export function newCopy(rc: RegistryCredential, namespace: string, dataBase64: s
  * valid source right now) the data is left as it is. The patch carries the resourceVersion it was
  * computed from, so it fails with a conflict if the Secret changed meanwhile.
  */
-export function copyPatch(existing: Secret, rc: RegistryCredential, dataBase64: string | undefined) {
-  const metadata: Record<string, unknown> = {};
+export interface CopyPatch {
+  metadata: {
+    resourceVersion: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: OwnerReference[];
+  };
+  data?: Record<string, string | null>;
+}
+
+export function copyPatch(
+  existing: Secret,
+  rc: RegistryCredential,
+  dataBase64: string | undefined,
+): CopyPatch | undefined {
+  const metadata: Omit<CopyPatch['metadata'], 'resourceVersion'> = {};
   const labels = changed(existing.metadata.labels, ourLabels(rc));
   if (labels) metadata.labels = labels;
   const annotations = changed(existing.metadata.annotations, ourAnnotations(rc));

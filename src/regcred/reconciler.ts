@@ -94,7 +94,7 @@ export class Reconciler {
   private readonly caches: Caches;
   private readonly sources: Sources;
   private readonly queue: WorkQueue;
-  private readonly limiter: Limiter;
+  readonly limiter: Limiter;
   private readonly events: EventRecorder;
   private readonly logger: Logger;
   private readonly now: () => Date;

@@ -2,7 +2,7 @@
  * The one place that decides what an API error means for a reconcile.
  *
  * - `conflict`: 409 Conflict, or a failed precondition / JSON-Patch `test` (the API server answers
- *   those with 409 or 422 and a test-failure message): the cache was stale; retry at once from it.
+ *   those with 409, or 422 without field causes): the cache was stale; retry at once from it.
  * - `alreadyExists`: a create hit an existing object the cache does not show.
  * - `notFound`: the object is gone: success for a delete, nothing to patch for a patch.
  * - `terminating`: 403 because the namespace is being deleted: leave it alone.
@@ -53,16 +53,19 @@ export function classify(err: unknown): ClassifiedError {
   };
 }
 
+/**
+ * A JSON-Patch `test` op that failed: Kubernetes 1.36 answers 422 Invalid with only this generic
+ * message and no causes (field validation errors always carry causes); older servers said
+ * "testing value ... failed".
+ */
+function isFailedPatchTest(message: string, causes: { type?: string }[]): boolean {
+  if (/testing value|test operation failed/i.test(message)) return true;
+  return causes.length === 0 && message === 'the server rejected our request due to an error in our request';
+}
+
 function kindOf(code: number, reason: string, message: string, causes: { type?: string }[]): ErrorKind {
   if (code === 409) return reason === 'AlreadyExists' ? 'alreadyExists' : 'conflict';
-  if (
-    code === 422 &&
-    /the server rejected our request due to an error in our request.*test|testing value|test operation/i.test(
-      message,
-    )
-  ) {
-    return 'conflict';
-  }
+  if (code === 422 && isFailedPatchTest(message, causes)) return 'conflict';
   if (code === 404) return 'notFound';
   if (code === 410) return 'gone';
   if (code === 403) {

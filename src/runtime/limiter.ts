@@ -2,6 +2,8 @@
 export class Limiter {
   private readonly capacity: number;
   private active = 0;
+  /** The most operations that ran at once. */
+  highWater = 0;
   private readonly waiting: (() => void)[] = [];
 
   constructor(capacity: number) {
@@ -16,6 +18,7 @@ export class Limiter {
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.active >= this.capacity) await new Promise<void>((resolve) => this.waiting.push(resolve));
     else this.active++;
+    this.highWater = Math.max(this.highWater, this.active);
     try {
       return await fn();
     } finally {

@@ -73,6 +73,7 @@ export class ControlPlane {
   private readonly controllerManager: Component;
   private readonly readyTimeoutMs: number;
   private clientCount = 0;
+  private readonly tracked = new Map<string, number>();
   private stopped = false;
 
   private constructor(init: {
@@ -348,8 +349,18 @@ export class ControlPlane {
     });
   }
 
+  /**
+   * Records a process that works against this control plane (e.g. an operator), so that the next
+   * start kills it if this run dies without stopping it. It must run in its own process group and
+   * name this control plane's directory in its command line or environment (e.g. KUBECONFIG).
+   */
+  async track(name: string, pid: number): Promise<void> {
+    this.tracked.set(name, pid);
+    await this.recordState();
+  }
+
   private async recordState(): Promise<void> {
-    const components: Record<string, number> = {};
+    const components: Record<string, number> = Object.fromEntries(this.tracked);
     for (const c of [this.etcd, this.apiserver, this.controllerManager])
       if (c.pid) components[c.name] = c.pid;
     await writeState(this.dir, { owner: process.pid, components });

@@ -3,9 +3,10 @@
  * (Ctrl-C during start, a crashed or SIGKILLed test process).
  *
  * Each control plane owns a work directory `<tmp>/regcred-controlplane/<id>` with `state.json`:
- * the PID of the owning Node process and the PIDs of its components. A directory whose owner is
- * dead is a leftover: its components are killed (only if their command line still names that
- * directory, so a reused PID is never hit) and the directory is removed.
+ * the PID of the owning Node process and the PIDs of its components and tracked processes. A
+ * directory whose owner is dead is a leftover: its processes are killed (only if their command
+ * line or environment still names that directory, so a reused PID is never hit) and the directory
+ * is removed.
  */
 
 import { readFileSync } from 'node:fs';
@@ -27,12 +28,16 @@ export async function writeState(dir: string, state: State): Promise<void> {
   await writeFile(join(dir, 'state.json'), JSON.stringify(state));
 }
 
-function commandLineMentions(pid: number, text: string): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text);
-  } catch {
-    return false;
+/** Whether the process's command line or environment names `text` (so a reused PID is never hit). */
+function processMentions(pid: number, text: string): boolean {
+  for (const file of ['cmdline', 'environ']) {
+    try {
+      if (readFileSync(`/proc/${pid}/${file}`, 'utf8').includes(text)) return true;
+    } catch {
+      // Gone, or not ours to read.
+    }
   }
+  return false;
 }
 
 /** Removes leftovers of dead owners; returns how many were cleaned up. */
@@ -52,7 +57,7 @@ export async function cleanLeftovers(): Promise<number> {
     }
     if (isProcessAlive(state.owner)) continue;
     for (const pid of Object.values(state.components)) {
-      if (pid > 1 && commandLineMentions(pid, dir)) {
+      if (pid > 1 && processMentions(pid, dir)) {
         try {
           process.kill(-pid, 'SIGKILL');
         } catch {

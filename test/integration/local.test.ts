@@ -4,7 +4,7 @@
  * cleans up what the crashed run left.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -53,24 +53,50 @@ async function readyLocal(local: LocalRun) {
   return { ...printed, pids: Object.values(state.components) };
 }
 
+/** PIDs of regcred operator processes started with this kubeconfig. */
+function operatorPids(kubeconfig: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+        return cmdline.includes('src/main.ts') && environ.includes(`KUBECONFIG=${kubeconfig}`);
+      } catch {
+        return false;
+      }
+    });
+}
+
 describe('npm run local', function () {
   this.timeout(120_000);
 
-  it('serves a cluster that the printed kubectl reaches, and Ctrl-C leaves nothing behind', async () => {
+  it('runs regcred with its samples, shows them, and Ctrl-C stops everything and leaves nothing behind', async () => {
     const local = startLocal();
     const { kubeconfig, kubectl, dir, pids } = await readyLocal(local);
-    expect(pids).to.have.length(3);
+    // etcd, kube-apiserver, kube-controller-manager and the operator.
+    expect(pids).to.have.length(4);
+    const operators = operatorPids(kubeconfig);
+    expect(operators).to.have.length(1);
+    expect(pids).to.include(operators[0]);
+    expect(local.output()).to.match(
+      /acme-registry\s+regcred-system\/acme-pull\s+acme-registry\s+2\/2\s+True\s+Synced/,
+    );
 
+    // The printed kubectl reaches the cluster, where the operator has done its work.
     const { stdout } = await run(kubectl, [
       '--kubeconfig',
       kubeconfig,
       'get',
       'serviceaccount',
       'default',
+      '-n',
+      'acme-web',
       '-o',
-      'name',
+      'jsonpath={.imagePullSecrets[*].name}',
     ]);
-    expect(stdout.trim()).to.equal('serviceaccount/default');
+    expect(stdout).to.equal('acme-registry');
 
     local.child.kill('SIGINT');
     expect(await local.exited).to.equal(130);
@@ -84,10 +110,12 @@ describe('npm run local', function () {
 
     local.child.kill('SIGKILL');
     await local.exited;
-    expect(pids.filter(isProcessAlive)).to.have.length(3);
+    // The components and the operator outlive the killed `npm run local`...
+    expect(pids.filter(isProcessAlive)).to.have.length(4);
 
+    // ...until the next start cleans up.
     expect(await cleanLeftovers()).to.be.at.least(1);
-    await eventually('the orphaned components are gone', () => pids.filter(isProcessAlive).length === 0);
+    await eventually('the orphaned processes are gone', () => pids.filter(isProcessAlive).length === 0);
     expect(existsSync(dir)).to.equal(false);
   });
 });

@@ -1,0 +1,322 @@
+/**
+ * The engine under faults and at scale: the entry point's failure modes, error classification
+ * against real API answers, recovery after an API server restart, isolation of a failing
+ * namespace, parallel fan-out, and the number of writes a fan-out costs.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { expect } from 'chai';
+import { classify } from '../../src/runtime/errors.ts';
+import { ApiError } from '../../src/runtime/kube.ts';
+import { ControlPlane } from '../controlplane/index.ts';
+import { cluster } from '../support/cluster.ts';
+import { eventually } from '../support/wait.ts';
+import {
+  admin,
+  apiRequestCounts,
+  countDelta,
+  createCredential,
+  createNamespace,
+  createServiceAccount,
+  createSource,
+  deleteCredential,
+  getCredential,
+  getSecret,
+  installCrd,
+  pullSecretNames,
+  type RunningOperator,
+  SOURCE_NAMESPACE,
+  startOperator,
+  unique,
+  waitForReady,
+  waitForStatus,
+} from '../support/world.ts';
+
+const run = promisify(execFile);
+const MAIN = join(import.meta.dirname, '..', '..', 'src', 'main.ts');
+
+async function regcred(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; out: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [MAIN, ...args], { env, timeout: 30_000 });
+    return { code: 0, out: stdout + stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, out: e.stdout + e.stderr };
+  }
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected the request to fail');
+}
+
+describe('the entry point', function () {
+  this.timeout(60_000);
+
+  it('lists every flag in --help', async () => {
+    const { code, out } = await regcred(['--help'], { PATH: process.env.PATH });
+    expect(code).to.equal(0);
+    for (const flag of [
+      '--source-namespaces',
+      '--concurrency',
+      '--resync-period',
+      '--log-level',
+      '--kubeconfig',
+    ]) {
+      expect(out).to.contain(flag);
+    }
+  });
+
+  it('rejects an unknown flag or a bad value with a clear message', async () => {
+    expect(await regcred(['--concurency=3'], { PATH: process.env.PATH })).to.deep.include({ code: 2 });
+    const bad = await regcred(['--resync-period=soon'], { PATH: process.env.PATH });
+    expect(bad.code).to.equal(2);
+    expect(bad.out).to.contain('--resync-period: invalid duration "soon"');
+  });
+
+  it('fails loudly without any kubeconfig instead of trying localhost:8080', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'regcred-home-'));
+    const { code, out } = await regcred([], { PATH: process.env.PATH, HOME: home });
+    expect(code).to.equal(1);
+    expect(out).to.contain('no Kubernetes configuration: set KUBECONFIG');
+    expect(out).not.to.contain('localhost:8080');
+  });
+
+  it('exits with an install hint when the CRD is not installed', async () => {
+    // A control plane of its own: the shared one has the CRD.
+    const bare = await ControlPlane.start();
+    try {
+      const { code, out } = await regcred([], { PATH: process.env.PATH, KUBECONFIG: bare.admin.path });
+      expect(code).to.equal(3);
+      expect(out).to.contain('the RegistryCredential CRD (registrycredentials.regcred.dev) is not installed');
+      expect(out).to.contain('kubectl apply -f crds/');
+    } finally {
+      await bare.stop();
+    }
+  });
+});
+
+describe('API error classification, on real answers', function () {
+  this.timeout(30_000);
+  before(installCrd);
+
+  it('tells conflicts, existing objects, missing objects and terminating namespaces apart', async () => {
+    const client = admin();
+    const ns = unique('cls');
+    await createNamespace(ns);
+    const cm = await client.create<{ metadata: { resourceVersion: string } }>(
+      `/api/v1/namespaces/${ns}/configmaps`,
+      {
+        metadata: { name: 'c' },
+      },
+    );
+    await client.mergePatch(`/api/v1/namespaces/${ns}/configmaps/c`, { data: { a: 'b' } });
+    const stale = await rejection(
+      client.mergePatch(`/api/v1/namespaces/${ns}/configmaps/c`, {
+        metadata: { resourceVersion: cm.metadata.resourceVersion },
+      }),
+    );
+    expect(classify(stale).kind).to.equal('conflict');
+    const failedTest = await rejection(
+      client.request('PATCH', `/api/v1/namespaces/${ns}/configmaps/c`, {
+        body: [{ op: 'test', path: '/metadata/resourceVersion', value: cm.metadata.resourceVersion }],
+        contentType: 'application/json-patch+json',
+      }),
+    );
+    expect((failedTest as ApiError).code).to.equal(422);
+    expect(classify(failedTest).kind).to.equal('conflict');
+    expect(
+      classify(
+        await rejection(client.create(`/api/v1/namespaces/${ns}/configmaps`, { metadata: { name: 'c' } })),
+      ).kind,
+    ).to.equal('alreadyExists');
+    expect(classify(await rejection(client.get(`/api/v1/namespaces/${ns}/configmaps/nope`))).kind).to.equal(
+      'notFound',
+    );
+    const invalid = await rejection(
+      client.create(`/api/v1/namespaces/${ns}/configmaps`, { metadata: { name: 'Bad_Name' } }),
+    );
+    expect(classify(invalid).kind).to.equal('invalid');
+
+    // A finalizer keeps the namespace Terminating long enough to see the API refuse creates in it.
+    await client.create(`/api/v1/namespaces/${ns}/configmaps`, {
+      metadata: { name: 'held', finalizers: ['regcred.dev/test'] },
+    });
+    await client.delete(`/api/v1/namespaces/${ns}`);
+    const terminating = await rejection(
+      client.create(`/api/v1/namespaces/${ns}/secrets`, { metadata: { name: 's' } }),
+    );
+    expect(classify(terminating).kind).to.equal('terminating');
+    await client.mergePatch(`/api/v1/namespaces/${ns}/configmaps/held`, { metadata: { finalizers: null } });
+  });
+
+  it('counts network failures as retryable', async () => {
+    const err = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+    expect(classify(err)).to.deep.include({ kind: 'retryable', reason: 'ECONNREFUSED' });
+    expect(classify(new ApiError('GET', '/x', 503, { reason: 'ServiceUnavailable' })).kind).to.equal(
+      'retryable',
+    );
+    expect(classify(new ApiError('GET', '/x', 429, { reason: 'TooManyRequests' })).kind).to.equal(
+      'retryable',
+    );
+  });
+});
+
+describe('the engine', function () {
+  this.timeout(120_000);
+  let op: RunningOperator;
+
+  before(async () => {
+    await installCrd();
+    op = await startOperator({ name: 'engine', concurrency: 8 });
+  });
+  after(async () => op?.stop());
+
+  it('recovers after kube-apiserver restarts, and serves a namespace created afterwards', async () => {
+    const t = unique('restart');
+    await createSource(t);
+    await createNamespace(`${t}-1`, { tenant: t });
+    await createCredential(t, {
+      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
+      namespaces: { selector: { matchLabels: { tenant: t } } },
+    });
+    await waitForReady(t);
+    const restartsBefore = op.operator.reflectors.reduce((n, r) => n + r.restarts, 0);
+    await cluster().stopApiserver();
+    await cluster().startApiserver();
+    await createNamespace(`${t}-2`, { tenant: t });
+    await eventually('the namespace created after the restart has its copy', () => getSecret(`${t}-2`, t));
+    await eventually('and its ServiceAccount is patched', async () =>
+      (await pullSecretNames(`${t}-2`)).includes(t),
+    );
+    expect(op.operator.reflectors.reduce((n, r) => n + r.restarts, 0)).to.be.greaterThan(restartsBefore);
+    await deleteCredential(t);
+  });
+
+  it('keeps one failing namespace from blocking the others, reports it, and converges once it is fixed', async () => {
+    const t = unique('frozen');
+    const client = admin();
+    // An admission policy that refuses new Secrets in namespaces labelled frozen=<t>.
+    await client.create('/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies', {
+      metadata: { name: t },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [
+            { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['secrets'] },
+          ],
+        },
+        validations: [{ expression: 'false', message: 'secrets are frozen here' }],
+      },
+    });
+    await client.create('/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings', {
+      metadata: { name: t },
+      spec: {
+        policyName: t,
+        validationActions: ['Deny'],
+        matchResources: { namespaceSelector: { matchLabels: { frozen: t } } },
+      },
+    });
+    await createNamespace(`${t}-ok-1`, { tenant: t });
+    await createNamespace(`${t}-bad`, { tenant: t, frozen: t });
+    await createNamespace(`${t}-ok-2`, { tenant: t });
+    await eventually('the policy is in force', async () => {
+      const err = await rejection(
+        client.create(`/api/v1/namespaces/${t}-bad/secrets`, { metadata: { generateName: 'probe-' } }),
+      ).catch(() => undefined);
+      // A policy denial is a 422 Invalid (kubectl words it "forbidden").
+      return err instanceof ApiError && err.message.includes('secrets are frozen here');
+    });
+    await createSource(t);
+    await createCredential(t, {
+      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
+      namespaces: { selector: { matchLabels: { tenant: t } } },
+    });
+    const rc = await waitForReady(t, 'False', 'Failed');
+    expect(rc.status?.namespaces).to.deep.include({ selected: 3, failed: 1 });
+    expect(rc.status?.failures).to.have.length(1);
+    expect(rc.status?.failures?.[0]).to.deep.include({ namespace: `${t}-bad`, reason: 'Invalid' });
+    expect(rc.status?.failures?.[0]?.message).to.contain('secrets are frozen here');
+    expect(await getSecret(`${t}-ok-1`, t)).not.to.equal(undefined);
+    expect(await getSecret(`${t}-ok-2`, t)).not.to.equal(undefined);
+
+    await client.delete(`/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/${t}`);
+    await client.delete(`/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/${t}`);
+    await waitForReady(t, 'True', 'Synced', 90_000);
+    expect(await getSecret(`${t}-bad`, t)).not.to.equal(undefined);
+    await deleteCredential(t);
+  });
+
+  it('fans out with bounded parallel writes, and costs exactly 1 + #ServiceAccounts writes per namespace', async () => {
+    const t = unique('fan');
+    const namespaces = Number(process.env.REGCRED_FANOUT_NAMESPACES ?? 40);
+    await createSource(t);
+    await Promise.all(
+      Array.from({ length: namespaces }, async (_, i) => {
+        await createNamespace(`${t}-${i}`, { tenant: t });
+        await createServiceAccount(`${t}-${i}`, 'builder', { labels: { pulls: t } });
+        await createServiceAccount(`${t}-${i}`, 'runner', { labels: { pulls: t } });
+      }),
+    );
+    const serviceAccounts = 3;
+    // Let the operator see every ServiceAccount before the credential exists.
+    await eventually('the operator cached every ServiceAccount', () =>
+      Array.from({ length: namespaces }).every(
+        (_, i) =>
+          op.operator.caches.serviceAccounts.byIndex('namespace', `${t}-${i}`).length === serviceAccounts,
+      ),
+    );
+    op.operator.reconciler.limiter.highWater = 0;
+    const before = await apiRequestCounts();
+    const requestsBefore = op.requests.length;
+    const started = performance.now();
+    await createCredential(t, {
+      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
+      namespaces: { selector: { matchLabels: { tenant: t } } },
+      serviceAccounts: { names: ['default'], selector: { matchLabels: { pulls: t } } },
+    });
+    await waitForStatus(
+      t,
+      'every namespace synced',
+      (s) =>
+        s.namespaces?.synced === namespaces && s.serviceAccounts?.patched === namespaces * serviceAccounts,
+      120_000,
+    );
+    const convergedMs = performance.now() - started;
+    const delta = countDelta(before, await apiRequestCounts());
+    const writes = (resource: string) =>
+      ['POST', 'PATCH', 'PUT', 'DELETE'].reduce((n, verb) => n + (delta[`${verb} ${resource}`] ?? 0), 0);
+    const ours = op.requests.slice(requestsBefore);
+    process.stdout.write(
+      `      fan-out over ${namespaces} namespaces x ${serviceAccounts} ServiceAccounts: ${Math.round(convergedMs)} ms to converged status; ` +
+        `${writes('secrets')} Secret and ${writes('serviceaccounts')} ServiceAccount writes; max ${op.operator.reconciler.limiter.highWater} writes in flight\n`,
+    );
+    expect(writes('secrets')).to.equal(namespaces);
+    expect(writes('serviceaccounts')).to.equal(namespaces * serviceAccounts);
+    expect(ours.filter((r) => r.startsWith('GET ') && r.includes(`/namespaces/${t}-`))).to.deep.equal([]);
+    expect(op.operator.reconciler.limiter.highWater).to.be.greaterThan(1).and.at.most(8);
+
+    // Idle, with the safety-net resync firing: nothing is written and nothing is read per namespace.
+    const idleMs = Number(process.env.REGCRED_IDLE_SECONDS ?? 5) * 1000;
+    const resync = setInterval(() => op.operator.queue.add(`credential:${t}`), 500);
+    const idleBefore = await apiRequestCounts();
+    const idleRequests = op.requests.length;
+    await new Promise((r) => setTimeout(r, idleMs)); // the idle period itself is what is measured
+    clearInterval(resync);
+    const idle = countDelta(idleBefore, await apiRequestCounts());
+    const idleWrites = Object.entries(idle).filter(([k]) =>
+      /^(POST|PATCH|PUT|DELETE) (secrets|serviceaccounts|registrycredentials)/.test(k),
+    );
+    expect(idleWrites).to.deep.equal([]);
+    expect(op.requests.slice(idleRequests).filter((r) => !r.startsWith('WATCH '))).to.deep.equal([]);
+    expect((await getCredential(t)).status?.namespaces?.synced).to.equal(namespaces);
+    await deleteCredential(t);
+  });
+});

@@ -1,0 +1,336 @@
+/**
+ * Building blocks for scenario tests against the shared control plane: the CRD installed once,
+ * an operator running in this process (or several), and helpers that create and read the world
+ * through the API, exactly as a user would. Every test gets names of its own, so tests never see
+ * each other's objects.
+ */
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import winston from 'winston';
+import {
+  API_VERSION,
+  customResourceDefinition,
+  PLURAL,
+  type RegistryCredential,
+} from '../../src/api/v1alpha1.ts';
+import { Operator, type OperatorOptions } from '../../src/operator.ts';
+import { ApiError, KubeClient } from '../../src/runtime/kube.ts';
+import type { ClientConfig } from '../controlplane/index.ts';
+import { cluster } from './cluster.ts';
+import { eventually } from './wait.ts';
+
+export const SOURCE_NAMESPACE = 'regcred-system';
+export const RC_PATH = `/apis/${API_VERSION}/${PLURAL}`;
+export const LOG_DIR = join(tmpdir(), 'regcred-test-logs');
+
+let counter = 0;
+/** A short name unique to this test run, e.g. `t1a2b-7`. */
+export function unique(prefix = 't'): string {
+  return `${prefix}-${process.pid.toString(36)}${(counter++).toString(36)}`;
+}
+
+export function admin(): KubeClient {
+  return new KubeClient(cluster().admin.kubeConfig);
+}
+
+let crdInstalled: Promise<void> | undefined;
+/** Installs the CRD (once per run) and the source namespace, and waits until the API serves it. */
+export function installCrd(): Promise<void> {
+  crdInstalled ??= (async () => {
+    const client = admin();
+    await client
+      .create('/apis/apiextensions.k8s.io/v1/customresourcedefinitions', customResourceDefinition())
+      .catch(ignoreExists);
+    await client.create('/api/v1/namespaces', { metadata: { name: SOURCE_NAMESPACE } }).catch(ignoreExists);
+    await eventually('the RegistryCredential API is served', async () => {
+      await client.get(RC_PATH);
+      return true;
+    });
+  })();
+  return crdInstalled;
+}
+
+export function ignoreExists(err: unknown): void {
+  if (!(err instanceof ApiError && err.code === 409)) throw err;
+}
+
+export function ignoreNotFound(err: unknown): void {
+  if (!(err instanceof ApiError && err.code === 404)) throw err;
+}
+
+export interface RunningOperator {
+  operator: Operator;
+  client: KubeClient;
+  logPath: string;
+  /** Requests this operator made, as `METHOD path code`. */
+  requests: string[];
+  stop(): Promise<void>;
+}
+
+/** Starts an operator in this process, as the admin unless a client config is given. */
+export async function startOperator(
+  options: Partial<Omit<OperatorOptions, 'client' | 'logger'>> & { as?: ClientConfig; name?: string } = {},
+): Promise<RunningOperator> {
+  mkdirSync(LOG_DIR, { recursive: true });
+  const logPath = join(LOG_DIR, `${options.name ?? unique('operator')}.log`);
+  const logger = winston.createLogger({
+    level: 'debug',
+    format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
+    transports: [new winston.transports.File({ filename: logPath })],
+  });
+  const client = new KubeClient((options.as ?? cluster().admin).kubeConfig);
+  const requests: string[] = [];
+  client.onRequest((method, path, code) => requests.push(`${method} ${path} ${code}`));
+  const operator = new Operator({
+    client,
+    logger,
+    sourceNamespaces: options.sourceNamespaces ?? [SOURCE_NAMESPACE],
+    concurrency: options.concurrency ?? 16,
+    resyncPeriodMs: options.resyncPeriodMs ?? 0,
+  });
+  await operator.start();
+  return {
+    operator,
+    client,
+    logPath,
+    requests,
+    async stop() {
+      await operator.stop();
+      await new Promise<void>((resolve) => {
+        logger.on('finish', () => resolve());
+        logger.end();
+      });
+    },
+  };
+}
+
+// --- the world ------------------------------------------------------------------------------------
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid: string;
+  resourceVersion: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string }[];
+  finalizers?: string[];
+  deletionTimestamp?: string;
+}
+export interface SecretJson {
+  metadata: ObjectMeta;
+  type?: string;
+  data?: Record<string, string>;
+}
+export interface ServiceAccountJson {
+  metadata: ObjectMeta;
+  imagePullSecrets?: { name: string }[];
+}
+
+/** Creates a namespace and waits for its `default` ServiceAccount (made by the controller-manager). */
+export async function createNamespace(name: string, labels: Record<string, string> = {}): Promise<void> {
+  const client = admin();
+  await client.create('/api/v1/namespaces', { metadata: { name, labels } });
+  await eventually(`${name}/default exists`, () =>
+    client.get(`/api/v1/namespaces/${name}/serviceaccounts/default`),
+  );
+}
+
+export async function createServiceAccount(
+  namespace: string,
+  name: string,
+  options: { labels?: Record<string, string>; imagePullSecrets?: string[] } = {},
+): Promise<void> {
+  await admin().create(`/api/v1/namespaces/${namespace}/serviceaccounts`, {
+    metadata: { name, labels: options.labels },
+    imagePullSecrets: options.imagePullSecrets?.map((n) => ({ name: n })),
+  });
+}
+
+/** A dockerconfigjson document for one registry. */
+export function dockerConfig(registry: string, user: string, password: string): string {
+  const auth = Buffer.from(`${user}:${password}`).toString('base64');
+  return JSON.stringify({ auths: { [registry]: { username: user, password, auth } } });
+}
+
+export function b64(text: string): string {
+  return Buffer.from(text).toString('base64');
+}
+
+export async function createSource(
+  name: string,
+  options: {
+    type?: string;
+    data?: Record<string, string>;
+    labels?: Record<string, string>;
+    namespace?: string;
+  } = {},
+): Promise<SecretJson> {
+  const type = options.type ?? 'kubernetes.io/dockerconfigjson';
+  const data = options.data ?? {
+    '.dockerconfigjson': b64(dockerConfig('registry.example.com', 'bot', `pw-${name}`)),
+  };
+  return admin().create(`/api/v1/namespaces/${options.namespace ?? SOURCE_NAMESPACE}/secrets`, {
+    metadata: { name, labels: options.labels },
+    type,
+    data,
+  });
+}
+
+export async function updateSource(
+  name: string,
+  data: Record<string, string>,
+  namespace = SOURCE_NAMESPACE,
+): Promise<SecretJson> {
+  return admin().mergePatch(`/api/v1/namespaces/${namespace}/secrets/${name}`, { data });
+}
+
+export interface CredentialSpec {
+  source?: { secretRef: { namespace: string; name: string } };
+  secretName?: string;
+  namespaces?: Record<string, unknown>;
+  serviceAccounts?: Record<string, unknown>;
+  conflictPolicy?: string;
+  suspend?: boolean;
+}
+
+export async function createCredential(name: string, spec: CredentialSpec): Promise<RegistryCredential> {
+  return admin().create(RC_PATH, {
+    apiVersion: API_VERSION,
+    kind: 'RegistryCredential',
+    metadata: { name },
+    spec,
+  });
+}
+
+export async function patchCredentialSpec(
+  name: string,
+  spec: Record<string, unknown>,
+): Promise<RegistryCredential> {
+  return admin().mergePatch(`${RC_PATH}/${name}`, { spec });
+}
+
+export async function getCredential(name: string): Promise<RegistryCredential> {
+  return admin().get(`${RC_PATH}/${name}`);
+}
+
+export async function deleteCredential(name: string): Promise<void> {
+  await admin().delete(`${RC_PATH}/${name}`).catch(ignoreNotFound);
+}
+
+export async function getSecret(namespace: string, name: string): Promise<SecretJson | undefined> {
+  return admin()
+    .get<SecretJson>(`/api/v1/namespaces/${namespace}/secrets/${name}`)
+    .catch((err) => {
+      ignoreNotFound(err);
+      return undefined;
+    });
+}
+
+export async function getServiceAccount(namespace: string, name = 'default'): Promise<ServiceAccountJson> {
+  return admin().get(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}`);
+}
+
+export async function pullSecretNames(namespace: string, sa = 'default'): Promise<string[]> {
+  return ((await getServiceAccount(namespace, sa)).imagePullSecrets ?? []).map((e) => e.name);
+}
+
+export function condition(rc: RegistryCredential, type: string) {
+  return rc.status?.conditions?.find((c) => c.type === type);
+}
+
+/** Waits until the credential's status is current and Ready has `status` (and `reason`, if given). */
+export async function waitForReady(
+  name: string,
+  status: 'True' | 'False' = 'True',
+  reason?: string,
+  timeoutMs = 30_000,
+): Promise<RegistryCredential> {
+  return eventually(
+    `${name} is Ready=${status}${reason ? ` (${reason})` : ''}`,
+    async () => {
+      const rc = await getCredential(name);
+      const ready = condition(rc, 'Ready');
+      const current = rc.status?.observedGeneration === rc.metadata.generation;
+      if (!current || ready?.status !== status || (reason && ready.reason !== reason)) {
+        throw new Error(
+          `Ready=${ready?.status}/${ready?.reason}: ${ready?.message}; observedGeneration ${rc.status?.observedGeneration}`,
+        );
+      }
+      return rc;
+    },
+    { timeoutMs },
+  );
+}
+
+/** Waits until the credential's status satisfies `check` (status writes are coalesced, ≤ 1 s late). */
+export async function waitForStatus(
+  name: string,
+  description: string,
+  check: (status: NonNullable<RegistryCredential['status']>) => boolean,
+  timeoutMs = 30_000,
+): Promise<RegistryCredential> {
+  return eventually(
+    `${name}: ${description}`,
+    async () => {
+      const rc = await getCredential(name);
+      if (!rc.status || !check(rc.status)) throw new Error(`status is ${JSON.stringify(rc.status)}`);
+      return rc;
+    },
+    { timeoutMs },
+  );
+}
+
+export async function waitForGone(path: string, timeoutMs = 30_000): Promise<void> {
+  await eventually(
+    `${path} is gone`,
+    async () => {
+      try {
+        await admin().get(path);
+        return false;
+      } catch (err) {
+        ignoreNotFound(err);
+        return true;
+      }
+    },
+    { timeoutMs },
+  );
+}
+
+/** Events recorded about an object (core/v1), oldest first. */
+export async function eventsAbout(
+  namespace: string,
+  name: string,
+): Promise<{ type: string; reason: string; message: string }[]> {
+  const list = await admin().get<{
+    items: { type: string; reason: string; message: string; involvedObject: { name: string } }[];
+  }>(`/api/v1/namespaces/${namespace}/events`, { fieldSelector: `involvedObject.name=${name}` });
+  return list.items;
+}
+
+/**
+ * Counts kube-apiserver's requests by verb and resource from its own metrics
+ * (`apiserver_request_total`), as the benchmark does.
+ */
+export async function apiRequestCounts(): Promise<Map<string, number>> {
+  const res = await cluster().get('/metrics');
+  const counts = new Map<string, number>();
+  for (const line of res.body.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    const key = `${labels.verb} ${labels.resource}${labels.subresource ? `/${labels.subresource}` : ''}`;
+    counts.set(key, (counts.get(key) ?? 0) + value);
+  }
+  return counts;
+}
+
+export function countDelta(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of after) {
+    const d = v - (before.get(k) ?? 0);
+    if (d > 0) out[k] = d;
+  }
+  return out;
+}

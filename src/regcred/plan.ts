@@ -104,10 +104,14 @@ export function ownerReferenceTo(rc: RegistryCredential): OwnerReference {
 
 export type Ownership = { kind: 'ours' } | { kind: 'otherCredential'; name: string } | { kind: 'foreign' };
 
+function isCredentialReference(r: OwnerReference): boolean {
+  return r.kind === KIND && r.apiVersion.startsWith('regcred.dev/');
+}
+
 export function ownershipOf(secret: Secret, rc: RegistryCredential): Ownership {
   const refs = secret.metadata.ownerReferences ?? [];
   if (refs.some((r) => r.uid === rc.metadata.uid)) return { kind: 'ours' };
-  const other = refs.find((r) => r.kind === KIND && r.apiVersion.startsWith('regcred.dev/'));
+  const other = refs.find(isCredentialReference);
   return other ? { kind: 'otherCredential', name: other.name } : { kind: 'foreign' };
 }
 
@@ -164,9 +168,14 @@ export function copyPatch(
   if (labels) metadata.labels = labels;
   const annotations = changed(existing.metadata.annotations, ourAnnotations(rc));
   if (annotations) metadata.annotations = annotations;
+  // Exactly one RegistryCredential owns a copy: taking one over drops the previous one's reference.
   const refs = existing.metadata.ownerReferences ?? [];
-  if (!refs.some((r) => r.uid === rc.metadata.uid))
-    metadata.ownerReferences = [...refs, ownerReferenceTo(rc)];
+  const kept = refs.filter((r) => !isCredentialReference(r) || r.uid === rc.metadata.uid);
+  if (kept.length !== refs.length || !kept.some((r) => r.uid === rc.metadata.uid)) {
+    metadata.ownerReferences = kept.some((r) => r.uid === rc.metadata.uid)
+      ? kept
+      : [...kept, ownerReferenceTo(rc)];
+  }
   const data: Record<string, string | null> = {};
   if (dataBase64 !== undefined) {
     for (const k of Object.keys(existing.data ?? {})) if (k !== DATA_KEY) data[k] = null;
@@ -227,6 +236,11 @@ export function serviceAccountPatch(
     entries.push({ name: secretName });
     added[secretName] = rc.metadata.name;
     dirty = true;
+  } else if (want && added[secretName] !== undefined && added[secretName] !== rc.metadata.name) {
+    // Another credential added this entry for the copy this one now holds: it becomes this one's,
+    // so the other's cleanup leaves it in place.
+    added[secretName] = rc.metadata.name;
+    dirty = true;
   }
   if (!dirty) return undefined;
   const names = Object.keys(added).sort();
@@ -245,9 +259,4 @@ export function serviceAccountPatch(
 /** Whether this RegistryCredential's entry for `secretName` is present on `sa`. */
 export function references(sa: ServiceAccount, secretName: string): boolean {
   return (sa.imagePullSecrets ?? []).some((e) => e.name === secretName);
-}
-
-/** Whether `sa` holds any entry this RegistryCredential added. */
-export function hasEntriesOf(sa: ServiceAccount, rc: RegistryCredential): boolean {
-  return Object.values(addedEntries(sa)).includes(rc.metadata.name);
 }

@@ -42,7 +42,6 @@ import {
 import {
   compileSelection,
   copyPatch,
-  hasEntriesOf,
   newCopy,
   olderFirst,
   ownershipOf,
@@ -98,8 +97,12 @@ export class Reconciler {
   private readonly events: EventRecorder;
   private readonly logger: Logger;
   private readonly now: () => Date;
-  /** Per credential: namespace → last result. */
-  private readonly results = new Map<string, Map<string, NamespaceResult>>();
+  /**
+   * Per credential: namespace → last result, with the basis (generation and source version) it was
+   * computed from. A result on an older basis counts as pending: after a spec change or a rotation,
+   * status waits for each namespace to be done again rather than trust what it was before.
+   */
+  private readonly results = new Map<string, Map<string, { result: NamespaceResult; basis: string }>>();
   private readonly known = new Map<string, Known>();
   /** Credentials whose copies got a changed credential since their last status write. */
   private readonly rotated = new Set<string>();
@@ -236,9 +239,10 @@ export class Reconciler {
     if (rc.spec.suspend && !deleting) return;
 
     const wanted = !deleting && where === 'selected';
+    const basis = this.basisOf(rc);
     try {
       const result = await this.convergeNamespace(rc, nsName, wanted, selection.selection, reconcileId);
-      this.setResult(rc, nsName, wanted ? result : undefined);
+      this.setResult(rc, nsName, wanted ? { result, basis } : undefined);
     } catch (err) {
       const c = classify(err);
       if (c.kind === 'terminating') {
@@ -246,12 +250,10 @@ export class Reconciler {
         return;
       }
       if (wanted && c.kind !== 'conflict') {
-        const patched = this.results.get(rcName)?.get(nsName)?.patched ?? 0;
+        const patched = this.results.get(rcName)?.get(nsName)?.result.patched ?? 0;
         this.setResult(rc, nsName, {
-          state: 'failed',
-          reason: reasonOf(c.reason),
-          message: c.message,
-          patched,
+          result: { state: 'failed', reason: reasonOf(c.reason), message: c.message, patched },
+          basis,
         });
       }
       throw err;
@@ -290,56 +292,56 @@ export class Reconciler {
         outcome = copy.outcome;
       }
     }
-    const effectiveWanted = wanted && outcome?.state !== 'conflict';
+    // A conflict leaves the namespace alone: its ServiceAccounts, and any copy this credential holds
+    // there (an older claimant takes that over in place, entries included, without a gap).
+    if (outcome?.state === 'conflict') return outcome;
 
     // 2. ServiceAccounts: add the entry where selected (only once the copy exists), drop ours elsewhere.
-    //    A conflict leaves the namespace's ServiceAccounts alone.
+    //    A failed patch throws, so step 3 never runs while an entry of ours may still point at a copy.
     let patched = 0;
-    let pendingRemovals = false;
-    if (outcome?.state !== 'conflict') {
-      const serviceAccounts = this.caches.serviceAccounts.byIndex('namespace', nsName);
-      await Promise.all(
-        serviceAccounts.map(async (sa) => {
-          const want = effectiveWanted && copyReady && selection.serviceAccount(sa);
-          const patch = serviceAccountPatch(sa, rc, secretName, want);
-          let current = sa;
-          if (patch) {
-            const updated = await this.limiter.run(() =>
-              this.client.mergePatch<unknown>(
-                `/api/v1/namespaces/${nsName}/serviceaccounts/${sa.metadata.name}`,
-                patch,
-              ),
-            );
-            current = projectServiceAccount(updated);
-            this.caches.serviceAccounts.put(current);
-          }
-          if (want && references(current, secretName)) patched++;
-          if (hasEntriesOf(current, rc) && !want) pendingRemovals = true;
-        }),
-      );
-    }
-
-    // 3. Copies no longer wanted, once no entry of ours points at them.
-    if (!pendingRemovals) {
-      for (const copy of this.caches.copies.byIndex('namespace', nsName)) {
-        if (ownershipOf(copy, rc).kind !== 'ours') continue;
-        if (effectiveWanted && copy.metadata.name === secretName) continue;
-        await this.limiter.run(() =>
-          this.client
-            .delete(`/api/v1/namespaces/${nsName}/secrets/${copy.metadata.name}`, { uid: copy.metadata.uid })
-            .catch((err: unknown) => {
-              if (classify(err).kind !== 'notFound') throw err;
-            }),
-        );
-        this.caches.copies.remove(keyOf(copy));
-        if (!rc.metadata.deletionTimestamp && copy.metadata.name === secretName) {
-          this.events.record(
-            refTo(copy),
-            'Normal',
-            'CopyRemoved',
-            `namespace no longer selected by RegistryCredential ${rc.metadata.name}`,
+    const serviceAccounts = this.caches.serviceAccounts.byIndex('namespace', nsName);
+    await Promise.all(
+      serviceAccounts.map(async (sa) => {
+        const want = wanted && copyReady && selection.serviceAccount(sa);
+        const patch = serviceAccountPatch(sa, rc, secretName, want);
+        let current = sa;
+        if (patch) {
+          const updated = await this.limiter.run(() =>
+            this.client.mergePatch<unknown>(
+              `/api/v1/namespaces/${nsName}/serviceaccounts/${sa.metadata.name}`,
+              patch,
+            ),
           );
+          current = projectServiceAccount(updated);
+          this.caches.serviceAccounts.put(current);
         }
+        if (want && references(current, secretName)) patched++;
+      }),
+    );
+
+    // 3. Copies no longer wanted. The resourceVersion precondition keeps a stale view from deleting
+    //    a copy that changed meanwhile (e.g. one an older credential just took over).
+    for (const copy of this.caches.copies.byIndex('namespace', nsName)) {
+      if (ownershipOf(copy, rc).kind !== 'ours') continue;
+      if (wanted && copy.metadata.name === secretName) continue;
+      await this.limiter.run(() =>
+        this.client
+          .delete(`/api/v1/namespaces/${nsName}/secrets/${copy.metadata.name}`, {
+            uid: copy.metadata.uid,
+            resourceVersion: copy.metadata.resourceVersion,
+          })
+          .catch((err: unknown) => {
+            if (classify(err).kind !== 'notFound') throw err;
+          }),
+      );
+      this.caches.copies.remove(keyOf(copy));
+      if (!rc.metadata.deletionTimestamp && copy.metadata.name === secretName) {
+        this.events.record(
+          refTo(copy),
+          'Normal',
+          'CopyRemoved',
+          `namespace no longer selected by RegistryCredential ${rc.metadata.name}`,
+        );
       }
     }
 
@@ -412,18 +414,9 @@ export class Reconciler {
       }
     }
 
+    // Here `rc` is the oldest credential claiming this name in this namespace (see
+    // convergeNamespace), so a copy another credential holds is taken over in place.
     const ownership = ownershipOf(existing, rc);
-    if (ownership.kind === 'otherCredential') {
-      return {
-        ready: false,
-        outcome: {
-          state: 'conflict',
-          reason: 'OwnedByOtherCredential',
-          message: `Secret ${secretName} belongs to RegistryCredential ${ownership.name}`,
-          patched: 0,
-        },
-      };
-    }
     if (ownership.kind === 'foreign') {
       const adoptable = rc.spec.conflictPolicy === 'Adopt' && existing.type === DOCKER_CONFIG_JSON;
       if (!this.caches.copies.get(keyOf(existing))) this.known.set(knownKey, { foreign: existing });
@@ -460,6 +453,13 @@ export class Reconciler {
           'Adopted',
           `adopted by RegistryCredential ${rc.metadata.name} (conflictPolicy: Adopt)`,
         );
+      } else if (ownership.kind === 'otherCredential') {
+        this.events.record(
+          refTo(existing),
+          'Normal',
+          'Adopted',
+          `taken over from RegistryCredential ${ownership.name} by ${rc.metadata.name}, the older claimant`,
+        );
       } else if (rotating && this.isRotation(rc)) {
         this.rotated.add(rc.metadata.name);
       } else {
@@ -490,7 +490,17 @@ export class Reconciler {
     }
   }
 
-  private setResult(rc: RegistryCredential, ns: string, result: NamespaceResult | undefined): void {
+  /** What a namespace result depends on: the spec's generation and the source's version. */
+  private basisOf(rc: RegistryCredential): string {
+    const source = this.sources.stateOf(rc);
+    return `${rc.metadata.generation ?? 0}/${source.valid ? source.resourceVersion : `-${source.reason}`}`;
+  }
+
+  private setResult(
+    rc: RegistryCredential,
+    ns: string,
+    result: { result: NamespaceResult; basis: string } | undefined,
+  ): void {
     const name = rc.metadata.name;
     let map = this.results.get(name);
     const before = map?.get(ns);
@@ -502,7 +512,7 @@ export class Reconciler {
         this.results.set(name, map);
       }
       map.set(ns, result);
-      if (before && sameResult(before, result)) return;
+      if (before && before.basis === result.basis && sameResult(before.result, result.result)) return;
     }
     this.queue.addAfter(statusKey(name), STATUS_DELAY_MS);
   }
@@ -514,14 +524,16 @@ export class Reconciler {
     if (!rc || rc.metadata.deletionTimestamp) return;
     const selection = this.selectionOf(rc);
     const recorded = this.results.get(name);
+    const basis = this.basisOf(rc);
     const results = new Map<string, NamespaceResult | undefined>();
     let unknown = 0;
     if (selection.ok) {
       for (const ns of this.caches.namespaces.list()) {
         if (selection.selection.namespace(ns) !== 'selected') continue;
         const r = recorded?.get(ns.metadata.name);
-        if (!r) unknown++;
-        results.set(ns.metadata.name, r);
+        const current = r?.basis === basis ? r.result : undefined;
+        if (!current) unknown++;
+        results.set(ns.metadata.name, current);
       }
     }
     // After a restart, results arrive namespace by namespace; a status for the same generation was

@@ -81,7 +81,7 @@ export function computeStatus({
       type: 'Ready',
       status: 'False',
       reason: 'Suspended',
-      message: 'spec.suspend is true: regcred writes nothing',
+      message: 'spec.suspend is true: regcred changes no copy and no ServiceAccount',
     };
   } else if (!source.valid) {
     const reason = source.reason === 'SourceNotAllowed' ? 'SourceNotAllowed' : 'SourceInvalid';

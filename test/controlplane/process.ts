@@ -9,7 +9,7 @@
  *   message naming the cause and the log.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { appendFile, readFile } from 'node:fs/promises';
 import { ControlPlaneError } from './errors.ts';
 
@@ -97,8 +97,11 @@ export class Component {
     const killTimer = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), graceMs);
     await this.exitPromise;
     clearTimeout(killTimer);
-    // The group may hold children of the component; never leave them behind.
+    // The group may hold children of the component; never leave them behind, and return only
+    // once they are gone (a signal is delivered asynchronously).
     signalGroup(child.pid, 'SIGKILL');
+    const deadline = Date.now() + 5000;
+    while (groupAlive(child.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
 
   /** Kills at once, synchronously; for process exit handlers. */
@@ -145,6 +148,21 @@ export class Component {
       `${this.name} ${context} (${how})${cause ? `: ${cause}` : ''}; read ${this.logPath}`,
     );
   }
+}
+
+/** Whether any process of group `pgid` still runs (zombies, which only wait to be reaped, do not count). */
+export function groupAlive(pgid: number): boolean {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid && fields[0] !== 'Z') return true;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return false;
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {

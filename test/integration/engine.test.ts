@@ -200,6 +200,30 @@ describe('the engine', function () {
     await deleteCredential(t);
   });
 
+  it("caches only its own copies and the source namespaces' Secrets, never every Secret", async () => {
+    const t = unique('scope');
+    await createNamespace(t, { tenant: t });
+    await admin().create(`/api/v1/namespaces/${t}/secrets`, {
+      metadata: { name: 'app-config' },
+      stringData: { k: 'v' },
+    });
+    await createSource(t);
+    await createCredential(t, {
+      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
+      namespaces: { names: [t] },
+    });
+    await waitForReady(t);
+    const cached = op.operator.caches.copies.byIndex('namespace', t).map((s) => s.metadata.name);
+    expect(cached).to.deep.equal([t]);
+    for (const copy of op.operator.caches.copies.list()) {
+      expect(
+        copy.metadata.labels?.['app.kubernetes.io/managed-by'],
+        `${copy.metadata.namespace}/${copy.metadata.name}`,
+      ).to.equal('regcred');
+    }
+    await deleteCredential(t);
+  });
+
   it('keeps one failing namespace from blocking the others, reports it, and converges once it is fixed', async () => {
     const t = unique('frozen');
     const client = admin();
@@ -302,6 +326,9 @@ describe('the engine', function () {
     expect(writes('serviceaccounts')).to.equal(namespaces * serviceAccounts);
     expect(ours.filter((r) => r.startsWith('GET ') && r.includes(`/namespaces/${t}-`))).to.deep.equal([]);
     expect(op.operator.reconciler.limiter.highWater).to.be.greaterThan(1).and.at.most(8);
+    // Routine copies get no Event: a fan-out costs the copies and patches, and at most the
+    // credential's own aggregated Events.
+    expect(delta['POST events'] ?? 0).to.be.at.most(2);
 
     // Idle, with the safety-net resync firing: nothing is written and nothing is read per namespace.
     const idleMs = Number(process.env.REGCRED_IDLE_SECONDS ?? 5) * 1000;

@@ -15,6 +15,16 @@ export interface Flags {
   concurrency: number;
   logLevel: LogLevel;
   resyncPeriodMs: number;
+  leaderElect: boolean;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  leaseNamespace: string;
+  leaseName: string;
+  healthProbeBindAddress: string;
+  metricsBindAddress: string;
+  metricsSecure: boolean;
+  metricsCertDir: string | undefined;
 }
 
 export const HELP = `regcred: keeps registry pull credentials in tenant namespaces and ServiceAccounts.
@@ -31,6 +41,22 @@ Flags:
   --log-level=L             error, warn, info or debug (default info). Logs are JSON on stderr.
   --kubeconfig=PATH         Kubeconfig to use. Default: $KUBECONFIG, else ~/.kube/config, else the
                             in-cluster ServiceAccount. With none of them, regcred exits.
+
+  --leader-elect            Elect a leader on a coordination.k8s.io Lease; only the leader writes
+                            (default off; on in config/manager for two replicas).
+  --leader-elect-lease-duration=D          How long a lease lasts without renewal (default 15s).
+  --leader-elect-renew-deadline=D          How long the leader retries renewing before it gives
+                                           up leading (default 10s).
+  --leader-elect-retry-period=D            Time between attempts to acquire or renew (default 2s).
+  --leader-elect-resource-namespace=NS     Namespace of the Lease (default: as --source-namespaces).
+  --leader-elect-resource-name=NAME        Name of the Lease (default regcred).
+
+  --health-probe-bind-address=ADDR  /healthz and /readyz (default :8081; 0 disables).
+  --metrics-bind-address=ADDR       /metrics (default 0: off; e.g. :8443).
+  --metrics-secure                  Serve /metrics over HTTPS, only to callers whose token passes a
+                                    TokenReview and a SubjectAccessReview for GET /metrics.
+  --metrics-cert-dir=DIR            tls.crt and tls.key for --metrics-secure (default: a
+                                    self-signed certificate made at start).
   -h, --help                Show this help.
 `;
 
@@ -79,6 +105,16 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv = process.env)
         concurrency: { type: 'string' },
         'log-level': { type: 'string' },
         'resync-period': { type: 'string' },
+        'leader-elect': { type: 'boolean' },
+        'leader-elect-lease-duration': { type: 'string' },
+        'leader-elect-renew-deadline': { type: 'string' },
+        'leader-elect-retry-period': { type: 'string' },
+        'leader-elect-resource-namespace': { type: 'string' },
+        'leader-elect-resource-name': { type: 'string' },
+        'health-probe-bind-address': { type: 'string' },
+        'metrics-bind-address': { type: 'string' },
+        'metrics-secure': { type: 'boolean' },
+        'metrics-cert-dir': { type: 'string' },
       },
     }));
   } catch (err) {
@@ -103,11 +139,19 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const logLevel = (str('log-level') ?? 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel))
     throw new FlagError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
-  let resyncPeriodMs: number;
-  try {
-    resyncPeriodMs = parseDuration(str('resync-period') ?? '10m');
-  } catch (err) {
-    throw new FlagError(`--resync-period: ${(err as Error).message}`);
+  const duration = (flag: string, fallback: string) => {
+    try {
+      return parseDuration(str(flag) ?? fallback);
+    } catch (err) {
+      throw new FlagError(`--${flag}: ${(err as Error).message}`);
+    }
+  };
+  const resyncPeriodMs = duration('resync-period', '10m');
+  const leaseDurationMs = duration('leader-elect-lease-duration', '15s');
+  const renewDeadlineMs = duration('leader-elect-renew-deadline', '10s');
+  const retryPeriodMs = duration('leader-elect-retry-period', '2s');
+  if (!(leaseDurationMs > renewDeadlineMs && renewDeadlineMs > retryPeriodMs && retryPeriodMs > 0)) {
+    throw new FlagError('leader election needs lease duration > renew deadline > retry period > 0');
   }
   return {
     help: Boolean(values.help),
@@ -116,5 +160,15 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv = process.env)
     concurrency,
     logLevel,
     resyncPeriodMs,
+    leaderElect: Boolean(values['leader-elect']),
+    leaseDurationMs,
+    renewDeadlineMs,
+    retryPeriodMs,
+    leaseNamespace: str('leader-elect-resource-namespace') ?? defaultSourceNamespace(env),
+    leaseName: str('leader-elect-resource-name') ?? 'regcred',
+    healthProbeBindAddress: str('health-probe-bind-address') ?? ':8081',
+    metricsBindAddress: str('metrics-bind-address') ?? '0',
+    metricsSecure: Boolean(values['metrics-secure']),
+    metricsCertDir: str('metrics-cert-dir'),
   };
 }

@@ -1,17 +1,24 @@
 /**
  * regcred's entry point: the module `npm start` and the image run. It only wires things: flags,
- * kubeconfig, logger, the operator, and signals.
+ * kubeconfig, logger, health and metrics endpoints, the operator, leader election and signals.
  */
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
+import type { Server } from 'node:http';
+import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { FlagError, HELP, parseFlags } from './flags.ts';
 import { CrdMissingError, Operator } from './operator.ts';
+import { serveMetrics, serveProbes } from './runtime/http.ts';
 import { KubeClient } from './runtime/kube.ts';
-import { createLogger } from './runtime/logger.ts';
+import { LeaderElector } from './runtime/leader.ts';
+import { createLogger, type Logger } from './runtime/logger.ts';
+import { createMetrics } from './runtime/metrics.ts';
 
 const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+/** In-flight reconciles get this long after SIGTERM (the Pod's grace period is 30 s). */
+const GRACEFUL_SHUTDOWN_MS = 20_000;
 
 /**
  * Loads the kubeconfig like kubectl, but never falls back silently to http://localhost:8080
@@ -63,7 +70,11 @@ async function main(): Promise<number> {
     return 0;
   }
   const logger = createLogger(flags.logLevel);
-  let operator: Operator;
+  const stopping = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  const servers: Server[] = [];
   try {
     const { config, from } = loadKubeConfig(flags.kubeconfig);
     const client = new KubeClient(config);
@@ -73,21 +84,63 @@ async function main(): Promise<number> {
       sourceNamespaces: flags.sourceNamespaces,
       concurrency: flags.concurrency,
       resyncPeriodMs: flags.resyncPeriodMs,
+      leaderElect: flags.leaderElect,
     });
-    operator = new Operator({ client, logger, ...flags });
-    const stopping = new Promise<string>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
+    const metrics = createMetrics();
+    const operator = new Operator({ client, logger, metrics, ...flags });
+    const probes = await serveProbes(flags.healthProbeBindAddress, { ready: () => operator.cachesSynced });
+    const scrape = await serveMetrics(flags.metricsBindAddress, {
+      registry: metrics.registry,
+      secure: flags.metricsSecure,
+      certDir: flags.metricsCertDir,
+      client,
+      logger,
     });
-    const started = operator.start().then(() => 'started');
-    const first = await Promise.race([started, stopping]);
-    if (first === 'started') logger.info('running');
-    const signal = first === 'started' ? await stopping : first;
-    logger.info('stopping', { signal });
-    await operator.stop();
-    logger.info('stopped');
-    return 0;
+    for (const s of [probes, scrape]) if (s) servers.push(s.server);
+    logger.info('serving', {
+      healthProbes: probes?.address ?? 'off',
+      metrics: scrape ? `${flags.metricsSecure ? 'https' : 'http'}://${scrape.address}/metrics` : 'off',
+    });
+
+    const first = await Promise.race([operator.startCaches().then(() => 'synced'), stopping]);
+    if (first !== 'synced') return await shutdown(operator, undefined, first, logger, servers);
+
+    const lease = `${flags.leaseNamespace}/${flags.leaseName}`;
+    if (!flags.leaderElect) {
+      metrics.leader.set({ name: lease }, 1);
+      operator.startWorkers();
+      logger.info('running');
+      return await shutdown(operator, undefined, await stopping, logger, servers);
+    }
+    const elector = new LeaderElector({
+      client,
+      logger,
+      namespace: flags.leaseNamespace,
+      name: flags.leaseName,
+      identity: `${hostname()}_${randomUUID()}`,
+      leaseDurationMs: flags.leaseDurationMs,
+      renewDeadlineMs: flags.renewDeadlineMs,
+      retryPeriodMs: flags.retryPeriodMs,
+    });
+    metrics.leader.set({ name: lease }, 0);
+    logger.info('running as a candidate for leadership', { lease });
+    const campaign = new AbortController();
+    const election = elector.run(campaign.signal, () => {
+      metrics.leader.set({ name: lease }, 1);
+      operator.startWorkers();
+    });
+    const outcome = await Promise.race([election, stopping]);
+    if (outcome === 'lost') {
+      // Another replica may lead already: stop writing at once and let the Deployment restart us.
+      metrics.leader.set({ name: lease }, 0);
+      await operator.stop(0);
+      return 1;
+    }
+    campaign.abort();
+    await election;
+    return await shutdown(operator, elector, outcome, logger, servers);
   } catch (err) {
+    for (const s of servers) s.close();
     if (err instanceof CrdMissingError) {
       logger.error(err.message);
       return 3;
@@ -95,6 +148,22 @@ async function main(): Promise<number> {
     logger.error('fatal', { error: err instanceof Error ? err.message : String(err) });
     return 1;
   }
+}
+
+/** Stops taking work, finishes in-flight reconciles (or abandons them after the grace period), then gives up the lease. */
+async function shutdown(
+  operator: Operator,
+  elector: LeaderElector | undefined,
+  signal: string,
+  logger: Logger,
+  servers: Server[],
+): Promise<number> {
+  logger.info('stopping', { signal });
+  await operator.stop(GRACEFUL_SHUTDOWN_MS);
+  await elector?.release();
+  for (const s of servers) s.close();
+  logger.info('stopped');
+  return 0;
 }
 
 process.on('unhandledRejection', (reason) => {

@@ -39,6 +39,7 @@ import { EventRecorder } from './runtime/events.ts';
 import type { KubeClient } from './runtime/kube.ts';
 import { Limiter } from './runtime/limiter.ts';
 import type { Logger } from './runtime/logger.ts';
+import { CONTROLLER, type Metrics } from './runtime/metrics.ts';
 import { WorkQueue } from './runtime/queue.ts';
 import { Reflector, type StoreEvent } from './runtime/reflector.ts';
 import { Store } from './runtime/store.ts';
@@ -51,6 +52,8 @@ export interface OperatorOptions {
   concurrency: number;
   /** Safety-net requeue of every RegistryCredential; 0 disables it. */
   resyncPeriodMs: number;
+  /** Where to count reconciles, queue and API requests; none when omitted. */
+  metrics?: Metrics;
 }
 
 export class CrdMissingError extends Error {
@@ -69,12 +72,16 @@ export class Operator {
   private readonly abort = new AbortController();
   private readonly loops: Promise<void>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
-  private workersStarted = false;
+  private synced = false;
 
   constructor(options: OperatorOptions) {
     this.options = options;
-    const { client, logger } = options;
-    this.queue = new WorkQueue();
+    const { client, logger, metrics } = options;
+    this.queue = new WorkQueue({
+      onDequeue: metrics
+        ? (_key, ms) => metrics.queueLatency.observe({ name: CONTROLLER }, ms / 1000)
+        : undefined,
+    });
     this.caches = {
       credentials: new Store<RegistryCredential>({ source: (rc) => [refKey(sourceOf(rc))] }),
       namespaces: new Store<Namespace>(),
@@ -105,6 +112,7 @@ export class Operator {
       logger,
       workers: options.concurrency,
     });
+    if (metrics) this.instrument(metrics);
 
     const reflect = <T extends { metadata: { name: string } }>(
       name: string,
@@ -113,7 +121,8 @@ export class Operator {
       transform: (raw: unknown) => T,
       labelSelector?: string,
     ) => {
-      const r = new Reflector<T>({ name, client, path, store, transform, logger, labelSelector });
+      const onRestart = metrics ? () => metrics.informerRestarts.inc({ informer: name }) : undefined;
+      const r = new Reflector<T>({ name, client, path, store, transform, logger, labelSelector, onRestart });
       this.reflectors.push(r as unknown as Reflector<never>);
       return r;
     };
@@ -144,27 +153,33 @@ export class Operator {
 
   /** Checks the CRD is installed, starts the caches and, once they have synced, the workers. */
   async start(): Promise<void> {
+    await this.startCaches();
+    this.startWorkers();
+  }
+
+  /** Checks the CRD is installed and fills the caches; resolves once they have synced. */
+  async startCaches(): Promise<void> {
     await this.checkCrd();
     for (const r of this.reflectors) this.loops.push(r.run(this.abort.signal));
     await Promise.all(this.reflectors.map((r) => r.synced));
+    this.synced = true;
     this.options.logger.info('caches synced', {
       credentials: this.caches.credentials.size,
       namespaces: this.caches.namespaces.size,
       serviceAccounts: this.caches.serviceAccounts.size,
       copies: this.caches.copies.size,
     });
-    this.startWorkers();
   }
 
-  /** Whether every cache has synced (for readiness). */
+  /** Whether every cache has synced (readiness: a follower that is not writing is ready too). */
   get cachesSynced(): boolean {
-    return this.workersStarted;
+    return this.synced;
   }
 
-  private startWorkers(): void {
+  /** Starts writing: the workers, and the safety-net resync. Only the leader calls this. */
+  startWorkers(): void {
     for (const rc of this.caches.credentials.list()) this.queue.add(credentialKey(rc.metadata.name));
     this.controller.start();
-    this.workersStarted = true;
     if (this.options.resyncPeriodMs > 0) {
       this.resyncTimer = setInterval(() => {
         for (const rc of this.caches.credentials.list()) this.queue.add(credentialKey(rc.metadata.name));
@@ -173,14 +188,41 @@ export class Operator {
     }
   }
 
-  /** Stops taking work, lets in-flight reconciles finish, and stops the caches. */
-  async stop(): Promise<void> {
+  /**
+   * Stops taking work, lets in-flight reconciles finish for up to `graceMs` (then abandons them:
+   * every write is idempotent and guarded by a precondition, so the successor simply redoes it),
+   * and stops the caches. Resolves true when nothing was abandoned.
+   */
+  async stop(graceMs = 20_000): Promise<boolean> {
     clearInterval(this.resyncTimer);
     this.queue.shutDown();
-    await this.controller.stopped();
-    this.stop$.next();
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      this.controller.stopped().then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!finished) this.options.logger.warn('abandoned in-flight reconciles at shutdown', { graceMs });
     this.abort.abort();
     await Promise.all(this.loops);
+    return finished;
+  }
+
+  private instrument(metrics: Metrics): void {
+    const labels = { controller: CONTROLLER };
+    this.controller.onReconcile((_key, result, seconds) => {
+      metrics.reconcileTotal.inc({ ...labels, result });
+      metrics.reconcileTime.observe({ ...labels, result }, seconds);
+      if (result === 'error') metrics.queueRetries.inc({ name: CONTROLLER });
+    });
+    this.options.client.onRequest((method, _path, code, seconds) => {
+      metrics.requests.inc({ method, code: String(code) });
+      if (method !== 'WATCH') metrics.requestLatency.observe({ verb: method }, seconds);
+    });
+    metrics.sample.queueDepth = () => this.queue.length;
+    metrics.sample.managedCopies = () => this.caches.copies.size;
   }
 
   private async checkCrd(): Promise<void> {

@@ -22,6 +22,7 @@ import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from './backoff.ts'
 import { classify } from './errors.ts';
 import type { KubeClient } from './kube.ts';
 import type { Logger } from './logger.ts';
+import { sleep } from './sleep.ts';
 import { keyOf, type Meta, type Store } from './store.ts';
 
 export type StoreEvent<T> =
@@ -40,6 +41,8 @@ export interface ReflectorOptions<T extends Meta> {
   transform: (raw: unknown) => T;
   logger: Logger;
   backoff?: BackoffPolicy;
+  /** Called each time the list/watch loop failed and restarts after a backoff. */
+  onRestart?: () => void;
   /** Server-side watch timeout range, seconds; a random value is taken per watch (as client-go does). */
   watchTimeoutSeconds?: [number, number];
 }
@@ -99,6 +102,7 @@ export class Reflector<T extends Meta> {
         }
         failures++;
         this.restarts++;
+        this.options.onRestart?.();
         const delay = backoffDelay(failures, backoff);
         logger.warn('list/watch failed; retrying', {
           reflector: this.name,
@@ -197,16 +201,4 @@ export class Reflector<T extends Meta> {
       this.options.logger.error('event handler failed', { reflector: this.name, error: String(err) });
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -14,7 +14,7 @@ import {
   createCredential,
   deleteCredential,
   getCredential,
-  installCrd,
+  installRegcred,
   RC_PATH,
   SOURCE_NAMESPACE,
   unique,
@@ -29,7 +29,7 @@ async function kubectl(...args: string[]): Promise<string> {
 
 describe('the RegistryCredential API', function () {
   this.timeout(60_000);
-  before(installCrd);
+  before(installRegcred);
 
   it('is in crds/ exactly as the schema in src/api generates it', () => {
     expect(readFileSync(CRD_FILE, 'utf8')).to.equal(renderCrd(), 'crds/ is stale: run npm run generate');

@@ -20,7 +20,7 @@ import {
   eventsAbout,
   getSecret,
   getServiceAccount,
-  installCrd,
+  installRegcred,
   pullSecretNames,
   RC_PATH,
   type RunningOperator,
@@ -68,7 +68,7 @@ describe('bad input', function () {
   let op: RunningOperator;
 
   before(async () => {
-    await installCrd();
+    await installRegcred();
     op = await startOperator({ name: 'bad-input' });
   });
   after(async () => op?.stop());

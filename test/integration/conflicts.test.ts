@@ -23,7 +23,7 @@ import {
   eventsAbout,
   getSecret,
   getServiceAccount,
-  installCrd,
+  installRegcred,
   pullSecretNames,
   RC_PATH,
   type RunningOperator,
@@ -86,7 +86,7 @@ describe('conflicts and tenants', function () {
   let op: RunningOperator;
 
   before(async () => {
-    await installCrd();
+    await installRegcred();
     op = await startOperator({ name: 'conflicts' });
   });
   after(async () => op?.stop());

@@ -25,7 +25,7 @@ import {
   deleteCredential,
   getCredential,
   getSecret,
-  installCrd,
+  installRegcred,
   pullSecretNames,
   type RunningOperator,
   SOURCE_NAMESPACE,
@@ -105,7 +105,7 @@ describe('the entry point', function () {
 
 describe('API error classification, on real answers', function () {
   this.timeout(30_000);
-  before(installCrd);
+  before(installRegcred);
 
   it('tells conflicts, existing objects, missing objects and terminating namespaces apart', async () => {
     const client = admin();
@@ -174,7 +174,7 @@ describe('the engine', function () {
   let op: RunningOperator;
 
   before(async () => {
-    await installCrd();
+    await installRegcred();
     op = await startOperator({ name: 'engine', concurrency: 8 });
   });
   after(async () => op?.stop());

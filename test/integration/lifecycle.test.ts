@@ -25,7 +25,7 @@ import {
   getCredential,
   getSecret,
   getServiceAccount,
-  installCrd,
+  installRegcred,
   patchCredentialSpec,
   pullSecretNames,
   RC_PATH,
@@ -63,7 +63,7 @@ describe('lifecycle', function () {
   const logPaths: string[] = [];
 
   before(async () => {
-    await installCrd();
+    await installRegcred();
     op = await startOperator({ name: 'lifecycle' });
     logPaths.push(op.logPath);
   });

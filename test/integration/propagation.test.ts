@@ -17,7 +17,7 @@ import {
   getCredential,
   getSecret,
   getServiceAccount,
-  installCrd,
+  installRegcred,
   patchCredentialSpec,
   pullSecretNames,
   type RunningOperator,
@@ -34,7 +34,7 @@ describe('propagation', function () {
   let op: RunningOperator;
 
   before(async () => {
-    await installCrd();
+    await installRegcred();
     op = await startOperator({ name: 'propagation' });
   });
   after(async () => op?.stop());

@@ -26,7 +26,7 @@ import {
   getCredential,
   getSecret,
   getServiceAccount,
-  installCrd,
+  installRegcred,
   patchCredentialSpec,
   pullSecretNames,
   type RunningOperator,
@@ -58,7 +58,7 @@ describe('rotation and drift', function () {
   let op: RunningOperator;
 
   before(async () => {
-    await installCrd();
+    await installRegcred();
     op = await startOperator({ name: 'rotation' });
   });
   after(async () => op?.stop());

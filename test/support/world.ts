@@ -1,25 +1,23 @@
 /**
- * Building blocks for scenario tests against the shared control plane: the CRD installed once,
- * an operator running in this process (or several), and helpers that create and read the world
+ * Building blocks for scenario tests against the shared control plane: regcred installed once from
+ * config/default, operators running in this process as regcred's own ServiceAccount, and helpers that create and read the world
  * through the API, exactly as a user would. Every test gets names of its own, so tests never see
  * each other's objects.
  */
+import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import winston from 'winston';
-import {
-  API_VERSION,
-  customResourceDefinition,
-  PLURAL,
-  type RegistryCredential,
-} from '../../src/api/v1alpha1.ts';
+import { API_VERSION, PLURAL, type RegistryCredential } from '../../src/api/v1alpha1.ts';
 import { Operator, type OperatorOptions } from '../../src/operator.ts';
 import { ApiError, KubeClient } from '../../src/runtime/kube.ts';
 import type { ClientConfig } from '../controlplane/index.ts';
 import { cluster } from './cluster.ts';
 import { eventually } from './wait.ts';
 
+const run = promisify(execFile);
 export const SOURCE_NAMESPACE = 'regcred-system';
 export const RC_PATH = `/apis/${API_VERSION}/${PLURAL}`;
 export const LOG_DIR = join(tmpdir(), 'regcred-test-logs');
@@ -34,21 +32,43 @@ export function admin(): KubeClient {
   return new KubeClient(cluster().admin.kubeConfig);
 }
 
-let crdInstalled: Promise<void> | undefined;
-/** Installs the CRD (once per run) and the source namespace, and waits until the API serves it. */
-export function installCrd(): Promise<void> {
-  crdInstalled ??= (async () => {
-    const client = admin();
-    await client
-      .create('/apis/apiextensions.k8s.io/v1/customresourcedefinitions', customResourceDefinition())
-      .catch(ignoreExists);
-    await client.create('/api/v1/namespaces', { metadata: { name: SOURCE_NAMESPACE } }).catch(ignoreExists);
+export const CONFIG_DEFAULT = join(import.meta.dirname, '..', '..', 'config', 'default');
+/** The ServiceAccount config/default creates for the operator. */
+export const OPERATOR_SERVICE_ACCOUNT = { namespace: 'regcred-system', name: 'regcred' };
+
+export async function kubectl(...args: string[]): Promise<string> {
+  const { stdout } = await run(cluster().binaries.kubectl, ['--kubeconfig', cluster().admin.path, ...args]);
+  return stdout;
+}
+
+let installed: Promise<void> | undefined;
+/**
+ * Installs regcred as users do, once per run: `kubectl apply -k config/default` (CRD, namespace,
+ * ServiceAccount, RBAC, Deployment: nothing runs the Deployment here, there is no kubelet), and
+ * waits until the API serves RegistryCredentials.
+ */
+export function installRegcred(): Promise<void> {
+  installed ??= (async () => {
+    await kubectl('apply', '-k', CONFIG_DEFAULT);
     await eventually('the RegistryCredential API is served', async () => {
-      await client.get(RC_PATH);
+      await admin().get(RC_PATH);
       return true;
     });
   })();
-  return crdInstalled;
+  return installed;
+}
+
+let operatorIdentity: Promise<ClientConfig> | undefined;
+/** A kubeconfig for the operator's own ServiceAccount (a TokenRequest token): tests run it under its RBAC. */
+export function operatorConfig(): Promise<ClientConfig> {
+  operatorIdentity ??= installRegcred().then(() =>
+    cluster().serviceAccountConfig(
+      OPERATOR_SERVICE_ACCOUNT.namespace,
+      OPERATOR_SERVICE_ACCOUNT.name,
+      4 * 3600,
+    ),
+  );
+  return operatorIdentity;
 }
 
 export function ignoreExists(err: unknown): void {
@@ -68,7 +88,10 @@ export interface RunningOperator {
   stop(): Promise<void>;
 }
 
-/** Starts an operator in this process, as the admin unless a client config is given. */
+/**
+ * Starts an operator in this process, as the operator's own ServiceAccount (so every scenario also
+ * proves the shipped RBAC is enough) unless another client config is given.
+ */
 export async function startOperator(
   options: Partial<Omit<OperatorOptions, 'client' | 'logger'>> & { as?: ClientConfig; name?: string } = {},
 ): Promise<RunningOperator> {
@@ -79,7 +102,7 @@ export async function startOperator(
     format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
     transports: [new winston.transports.File({ filename: logPath })],
   });
-  const client = new KubeClient((options.as ?? cluster().admin).kubeConfig);
+  const client = new KubeClient((options.as ?? (await operatorConfig())).kubeConfig);
   const requests: string[] = [];
   client.onRequest((method, path, code) => requests.push(`${method} ${path} ${code}`));
   const operator = new Operator({

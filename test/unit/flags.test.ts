@@ -35,7 +35,7 @@ describe('flags', () => {
       ],
       {},
     );
-    expect(flags).to.deep.equal({
+    expect(flags).to.deep.include({
       help: false,
       kubeconfig: '/k',
       sourceNamespaces: ['a', 'b'],
@@ -43,6 +43,40 @@ describe('flags', () => {
       logLevel: 'debug',
       resyncPeriodMs: 5_400_000,
     });
+  });
+
+  it('has controller-runtime defaults for leader election and endpoints, and parses them', () => {
+    expect(parseFlags([], { POD_NAMESPACE: 'ops' })).to.deep.include({
+      leaderElect: false,
+      leaseDurationMs: 15_000,
+      renewDeadlineMs: 10_000,
+      retryPeriodMs: 2_000,
+      leaseNamespace: 'ops',
+      leaseName: 'regcred',
+      healthProbeBindAddress: ':8081',
+      metricsBindAddress: '0',
+      metricsSecure: false,
+      metricsCertDir: undefined,
+    });
+    const flags = parseFlags(
+      [
+        '--leader-elect',
+        '--leader-elect-lease-duration=20s',
+        '--metrics-bind-address=:8443',
+        '--metrics-secure',
+      ],
+      {},
+    );
+    expect(flags).to.deep.include({
+      leaderElect: true,
+      leaseDurationMs: 20_000,
+      metricsBindAddress: ':8443',
+      metricsSecure: true,
+    });
+    expect(() => parseFlags(['--leader-elect-renew-deadline=20s'], {})).to.throw(
+      FlagError,
+      /lease duration > renew deadline/,
+    );
   });
 
   it('reads durations as Go does, and 0 as off', () => {

@@ -1,0 +1,602 @@
+/**
+ * `npm run bench`: regcred against the API server's own write floor, in one run, on a fresh local
+ * control plane. See README "Performance" for what each figure means.
+ *
+ * Phases: setup (tenant and floor namespaces of the same shape, unrelated Secrets, the source);
+ * the floor (an ideal client: fan-out, rotation, new namespaces under churn) before regcred starts;
+ * then regcred, as a separate process started with exactly the image's command line: fan-out (F1,
+ * F5), rotation (F2), new namespaces under churn (F3), idle (F4), memory (F6), restart (F7).
+ * Everything is observed through the API (watches, kube-apiserver's apiserver_request_total,
+ * /proc for RSS), never through regcred's internals.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { parseSourceSecret } from '../../src/regcred/credential.ts';
+import { KubeClient } from '../../src/runtime/kube.ts';
+import { ControlPlane, kubernetesVersion, stopOnInterrupt, streamProgress } from '../controlplane/index.ts';
+import { FLOOR_CONCURRENCY, floorFanOut, floorReactor, floorRotate, parallel } from './floor.ts';
+import { Observer } from './observer.ts';
+import { convergencePlot, type Figure, table, thin } from './report.ts';
+
+const ROOT = join(dirname(new URL(import.meta.url).pathname), '..', '..');
+const run = promisify(execFile);
+const progress = streamProgress(process.stderr, '[bench] ');
+const COPY = 'bench-pull';
+const SOURCE_NS = 'regcred-system';
+
+const { values: opts } = parseArgs({
+  options: {
+    namespaces: { type: 'string', default: '1000' },
+    'service-accounts': { type: 'string', default: '2' },
+    'unrelated-secrets': { type: 'string', default: '20000' },
+    churn: { type: 'string', default: '10' },
+    'churn-namespaces': { type: 'string', default: '100' },
+    idle: { type: 'string', default: '600' },
+    out: { type: 'string', default: join(ROOT, 'results') },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (opts.help) {
+  process.stdout.write(`npm run bench -- [--namespaces=1000] [--service-accounts=2] [--unrelated-secrets=20000]
+                       [--churn=10] [--churn-namespaces=100] [--idle=600] [--out=results]
+  namespaces         tenant namespaces (the floor gets as many of its own)
+  service-accounts   ServiceAccounts per namespace besides default
+  unrelated-secrets  Secrets in other namespaces that regcred must not cache
+  churn              new namespaces per second during F3; churn-namespaces: how many
+  idle               seconds of idle for F4
+`);
+  process.exit(0);
+}
+const N = Number(opts.namespaces);
+const K = Number(opts['service-accounts']);
+const UNRELATED = Number(opts['unrelated-secrets']);
+const CHURN_RATE = Number(opts.churn);
+const CHURN_N = Number(opts['churn-namespaces']);
+const IDLE_S = Number(opts.idle);
+const ACCOUNTS = ['default', ...Array.from({ length: K }, (_, i) => `sa-${i + 1}`)];
+
+const started = performance.now();
+const elapsed = () => `${Math.round((performance.now() - started) / 1000)}s`;
+
+// --- helpers ----------------------------------------------------------------------------------------
+
+function dockerConfig(password: string): string {
+  const auth = Buffer.from(`bench:${password}`).toString('base64');
+  return JSON.stringify({ auths: { 'registry.bench.example': { username: 'bench', password, auth } } });
+}
+
+/** The copy data regcred writes for a credential: its canonical form, so the floor writes the same bytes. */
+function canonical(config: string): string {
+  const parsed = parseSourceSecret({
+    type: 'kubernetes.io/dockerconfigjson',
+    data: { '.dockerconfigjson': Buffer.from(config).toString('base64') },
+  });
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.dataBase64;
+}
+
+async function apiCounts(plane: ControlPlane): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const line of (await plane.get('/metrics')).body.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    const l = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    const key = `${l.verb} ${l.resource}${l.subresource ? `/${l.subresource}` : ''}`;
+    counts[key] = (counts[key] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return counts;
+}
+
+function delta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after)) if (v - (before[k] ?? 0) > 0) out[k] = v - (before[k] ?? 0);
+  return out;
+}
+
+const REGCRED_USER = 'system:serviceaccount:regcred-system:regcred';
+
+/**
+ * regcred's own requests between two wall-clock times, from kube-apiserver's audit log (which
+ * records that user only), by `verb resource[/subresource]`; reads of one named object in a
+ * namespace are counted apart as `get-namespaced`.
+ */
+function regcredRequests(plane: ControlPlane, from: number, to: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of readFileSync(plane.auditLogPath, 'utf8').split('\n')) {
+    if (!line) continue;
+    const e = JSON.parse(line) as {
+      stage: string;
+      verb: string;
+      requestReceivedTimestamp: string;
+      objectRef?: { resource?: string; subresource?: string; namespace?: string; name?: string };
+    };
+    // One record per request: its completion, or for a watch, its start.
+    if (e.stage !== 'ResponseComplete' && !(e.verb === 'watch' && e.stage === 'ResponseStarted')) continue;
+    if (e.verb === 'watch' && e.stage === 'ResponseComplete') continue;
+    const at = Date.parse(e.requestReceivedTimestamp);
+    if (at < from || at > to) continue;
+    const r = e.objectRef ?? {};
+    const key = `${e.verb} ${r.resource}${r.subresource ? `/${r.subresource}` : ''}`;
+    out[key] = (out[key] ?? 0) + 1;
+    if (e.verb === 'get' && r.namespace && r.name && r.resource !== 'leases')
+      out['get-namespaced'] = (out['get-namespaced'] ?? 0) + 1;
+  }
+  return out;
+}
+
+const sum = (d: Record<string, number>, pattern: RegExp) =>
+  Object.entries(d).reduce((n, [k, v]) => n + (pattern.test(k) ? v : 0), 0);
+const WRITE = '(create|update|patch|delete|POST|PUT|PATCH|DELETE|APPLY)';
+
+function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? Number.NaN;
+}
+
+function rssMiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
+}
+
+function httpStatus(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(url, { timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+/** The image's command line, from the Dockerfile's ENTRYPOINT: the V8 flags users get. */
+function imageNodeFlags(): string[] {
+  const line = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('ENTRYPOINT '));
+  const argv = JSON.parse(line!.slice('ENTRYPOINT '.length)) as string[];
+  return argv.slice(1, argv.indexOf('src/main.ts'));
+}
+
+interface Regcred {
+  child: ChildProcess;
+  log: string[];
+  health: string;
+  spawnedAt: number;
+}
+
+async function startRegcred(kubeconfig: string): Promise<Regcred> {
+  const spawnedAt = performance.now();
+  const child = spawn(
+    process.execPath,
+    [
+      ...imageNodeFlags(),
+      join(ROOT, 'src', 'main.ts'),
+      '--leader-elect',
+      '--health-probe-bind-address=127.0.0.1:0',
+    ],
+    {
+      env: { PATH: process.env.PATH, KUBECONFIG: kubeconfig, POD_NAMESPACE: SOURCE_NS },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const log: string[] = [];
+  const collect = (c: Buffer) => log.push(...c.toString().split('\n').filter(Boolean));
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const health = await poll('regcred to log its endpoints', () => {
+    const line = log.find((l) => l.includes('"message":"serving"'));
+    return line ? (JSON.parse(line).healthProbes as string) : undefined;
+  });
+  return { child, log, health, spawnedAt };
+}
+
+async function poll<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 600_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stopRegcred(r: Regcred): Promise<number> {
+  const t = performance.now();
+  r.child.kill('SIGTERM');
+  await new Promise((resolve) => r.child.once('exit', resolve));
+  return performance.now() - t;
+}
+
+// --- the run ----------------------------------------------------------------------------------------
+
+const plane = await ControlPlane.start({ progress, controllerManagerQps: 200, auditUsers: [REGCRED_USER] });
+const cleanupOnSignal = stopOnInterrupt(plane);
+let regcred: Regcred | undefined;
+try {
+  const admin = new KubeClient(plane.admin.kubeConfig);
+  const kubectl = (...args: string[]) =>
+    run(plane.binaries.kubectl, ['--kubeconfig', plane.admin.path, ...args]);
+  await kubectl('apply', '-k', join(ROOT, 'config', 'default'));
+  const identity = await plane.serviceAccountConfig('regcred-system', 'regcred', 12 * 3600);
+
+  // Setup.
+  progress.note(
+    `setup: ${N} tenant + ${N} floor namespaces with ${ACCOUNTS.length} ServiceAccounts each, ${UNRELATED} unrelated Secrets (${elapsed()})`,
+  );
+  const tenants = Array.from({ length: N }, (_, i) => `t-${i}`);
+  const floors = Array.from({ length: N }, (_, i) => `f-${i}`);
+  await parallel([...tenants, ...floors], FLOOR_CONCURRENCY, async (ns) => {
+    await admin.create('/api/v1/namespaces', {
+      metadata: { name: ns, labels: ns.startsWith('t-') ? { tenant: 'bench' } : {} },
+    });
+    for (const sa of ACCOUNTS.slice(1)) {
+      await admin.create(`/api/v1/namespaces/${ns}/serviceaccounts`, {
+        metadata: { name: sa, labels: { pulls: 'private' } },
+      });
+    }
+  });
+  const unrelatedNamespaces = Array.from({ length: Math.ceil(UNRELATED / 1000) }, (_, i) => `u-${i}`);
+  await parallel(unrelatedNamespaces, FLOOR_CONCURRENCY, (ns) =>
+    admin.create('/api/v1/namespaces', { metadata: { name: ns } }),
+  );
+  await parallel(
+    Array.from({ length: UNRELATED }, (_, i) => i),
+    FLOOR_CONCURRENCY,
+    (i) =>
+      admin.create(`/api/v1/namespaces/u-${Math.floor(i / 1000)}/secrets`, {
+        metadata: { name: `app-${i}` },
+        type: 'Opaque',
+        data: { 'config.json': Buffer.from(`{"setting": ${i}}`).toString('base64') },
+      }),
+  );
+  const configA = dockerConfig('first-password');
+  const configB = dockerConfig('rotated-password');
+  const [dataA, dataB] = [canonical(configA), canonical(configB)];
+  await admin.create(`/api/v1/namespaces/${SOURCE_NS}/secrets`, {
+    metadata: { name: COPY },
+    type: 'kubernetes.io/dockerconfigjson',
+    data: { '.dockerconfigjson': Buffer.from(configA).toString('base64') },
+  });
+  const observer = new Observer(admin, COPY);
+  await observer.start();
+  const defaults = () => [...observer.accounts.keys()].filter((k) => /^(t|f)-\d+\/default$/.test(k)).length;
+  await observer.until(() => defaults() === 2 * N, 600_000, 'every default ServiceAccount');
+  progress.note(`setup done: every default ServiceAccount exists (${elapsed()})`);
+
+  // The floor.
+  const floorF1Start = performance.now();
+  await floorFanOut(admin, floors, ACCOUNTS, COPY, dataA);
+  await observer.until(
+    () => observer.countCopies('f-') === N && observer.countReferencing('f-') === N * ACCOUNTS.length,
+    600_000,
+    'the floor fan-out',
+  );
+  const floorF1 = observer.lastEvent('f-') - floorF1Start;
+  const floorTimeline = observer.timeline('f-', floorF1Start);
+  const floorF2Start = performance.now();
+  await floorRotate(admin, floors, COPY, dataB);
+  await observer.until(() => observer.countCopies('f-', dataB) === N, 600_000, 'the floor rotation');
+  const floorF2 = observer.lastEvent('f-', dataB) - floorF2Start;
+  progress.note(
+    `floor: fan-out ${(floorF1 / 1000).toFixed(2)} s, rotation ${(floorF2 / 1000).toFixed(2)} s (${elapsed()})`,
+  );
+
+  const churn = async (prefix: string, labels: Record<string, string>) => {
+    const created = new Map<string, number>();
+    const names = Array.from({ length: CHURN_N }, (_, i) => `${prefix}${i}`);
+    const t0 = performance.now();
+    await Promise.all(
+      names.map(async (ns, i) => {
+        await new Promise((r) =>
+          setTimeout(r, Math.max(0, (i * 1000) / CHURN_RATE - (performance.now() - t0))),
+        );
+        created.set(ns, performance.now());
+        await admin.create('/api/v1/namespaces', { metadata: { name: ns, labels } });
+      }),
+    );
+    await observer.until(
+      () => names.every((ns) => observer.accounts.get(`${ns}/default`)?.referenced),
+      300_000,
+      `${prefix} namespaces patched`,
+    );
+    const fromSa = names.map((ns) => {
+      const a = observer.accounts.get(`${ns}/default`)!;
+      return a.referenced! - a.added;
+    });
+    const fromNs = names.map((ns) => observer.accounts.get(`${ns}/default`)!.referenced! - created.get(ns)!);
+    return { fromSa, fromNs };
+  };
+  const reactorStop = new AbortController();
+  const reactor = floorReactor(admin, COPY, dataA, reactorStop.signal).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 500)); // the reactor's watches start from "now"
+  const floorF3 = await churn('fc-', { 'bench.regcred.dev/churn': 'floor' });
+  reactorStop.abort();
+  await reactor;
+  progress.note(`floor: new namespaces p50 ${percentile(floorF3.fromSa, 50).toFixed(1)} ms (${elapsed()})`);
+
+  // regcred.
+  regcred = await startRegcred(identity.path);
+  const readyAfter = await poll('regcred ready', async () =>
+    (await httpStatus(`http://${regcred!.health}/readyz`)) === 200
+      ? performance.now() - regcred!.spawnedAt
+      : undefined,
+  );
+  await poll(
+    'regcred leading',
+    () => regcred!.log.some((l) => l.includes('"message":"became leader"')) || undefined,
+  );
+  const rss: [number, number][] = [];
+  const pid = regcred.child.pid!;
+  const sampler = setInterval(() => {
+    try {
+      rss.push([(performance.now() - started) / 1000, rssMiB(regcred!.child.pid!)]);
+    } catch {
+      // Between processes.
+    }
+  }, 250);
+  const rssBeforeCredential = rssMiB(pid);
+  progress.note(
+    `regcred ready in ${Math.round(readyAfter)} ms, RSS ${rssBeforeCredential.toFixed(0)} MiB (${elapsed()})`,
+  );
+
+  const f1Counts = await apiCounts(plane);
+  const f1Wall = Date.now();
+  const f1Start = performance.now();
+  await admin.create('/apis/regcred.dev/v1alpha1/registrycredentials', {
+    apiVersion: 'regcred.dev/v1alpha1',
+    kind: 'RegistryCredential',
+    metadata: { name: COPY },
+    spec: {
+      source: { secretRef: { namespace: SOURCE_NS, name: COPY } },
+      namespaces: { selector: { matchLabels: { tenant: 'bench' } } },
+      serviceAccounts: { names: ['default'], selector: { matchLabels: { pulls: 'private' } } },
+    },
+  });
+  await observer.until(
+    () => observer.countCopies('t-') === N && observer.countReferencing('t-') === N * ACCOUNTS.length,
+    600_000,
+    'regcred fan-out',
+  );
+  const f1 = observer.lastEvent('t-') - f1Start;
+  const f1Delta = delta(f1Counts, await apiCounts(plane));
+  const f1Regcred = regcredRequests(plane, f1Wall, Date.now());
+  const f1PeakRss = Math.max(...rss.filter(([t]) => t * 1000 >= f1Start - started).map(([, v]) => v));
+  const regcredTimeline = observer.timeline('t-', f1Start);
+  progress.note(`regcred fan-out ${(f1 / 1000).toFixed(2)} s (${elapsed()})`);
+
+  const f2Start = performance.now();
+  await admin.mergePatch(`/api/v1/namespaces/${SOURCE_NS}/secrets/${COPY}`, {
+    data: { '.dockerconfigjson': Buffer.from(configB).toString('base64') },
+  });
+  await observer.until(() => observer.countCopies('t-', dataB) === N, 600_000, 'regcred rotation');
+  const f2 = observer.lastEvent('t-', dataB) - f2Start;
+  progress.note(`regcred rotation ${(f2 / 1000).toFixed(2)} s (${elapsed()})`);
+
+  const f3 = await churn('c-', { tenant: 'bench' });
+  progress.note(`regcred new namespaces p50 ${percentile(f3.fromSa, 50).toFixed(1)} ms (${elapsed()})`);
+
+  // Idle.
+  const total = N + CHURN_N;
+  await poll('status settled', async () => {
+    const rc = await admin.get<{
+      status?: { namespaces?: { synced?: number }; conditions?: { type: string; status: string }[] };
+    }>(`/apis/regcred.dev/v1alpha1/registrycredentials/${COPY}`);
+    return (
+      rc.status?.namespaces?.synced === total &&
+      rc.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
+    );
+  });
+  await new Promise((r) => setTimeout(r, 3000)); // coalesced status writes and Events land
+  progress.note(`idle for ${IDLE_S} s (${elapsed()})`);
+  const idleCounts = await apiCounts(plane);
+  const idleWall = Date.now();
+  const idleStart = performance.now();
+  await new Promise((r) => setTimeout(r, IDLE_S * 1000)); // the idle period is the measurement
+  const idleDelta = delta(idleCounts, await apiCounts(plane));
+  const idleRegcred = regcredRequests(plane, idleWall, Date.now());
+  const idleRss = rss.filter(([t]) => t * 1000 >= idleStart - started).map(([, v]) => v);
+
+  // Restart over the converged world (F7), with the unrelated Secrets present, then without (F6).
+  const restartAndSettle = async () => {
+    const stopMs = await stopRegcred(regcred!);
+    const before = await apiCounts(plane);
+    const wall = Date.now();
+    regcred = await startRegcred(identity.path);
+    const ready = await poll('regcred ready again', async () =>
+      (await httpStatus(`http://${regcred!.health}/readyz`)) === 200
+        ? performance.now() - regcred!.spawnedAt
+        : undefined,
+    );
+    await poll(
+      'regcred leading again',
+      () => regcred!.log.some((l) => l.includes('"message":"became leader"')) || undefined,
+    );
+    await new Promise((r) => setTimeout(r, 20_000)); // long enough for every key to be reconciled once more
+    const settledRss = rssMiB(regcred!.child.pid!);
+    return {
+      stopMs,
+      readyMs: ready,
+      delta: delta(before, await apiCounts(plane)),
+      regcred: regcredRequests(plane, wall, Date.now()),
+      rss: settledRss,
+    };
+  };
+  const withUnrelated = await restartAndSettle();
+  progress.note(`restart: ready in ${Math.round(withUnrelated.readyMs)} ms (${elapsed()})`);
+  for (const ns of unrelatedNamespaces) await admin.delete(`/api/v1/namespaces/${ns}`);
+  await poll('unrelated namespaces gone', async () => {
+    const list = await admin.get<{ items: { metadata: { name: string } }[] }>('/api/v1/namespaces');
+    return !list.items.some((n) => n.metadata.name.startsWith('u-')) || undefined;
+  });
+  const withoutUnrelated = await restartAndSettle();
+  clearInterval(sampler);
+  await stopRegcred(regcred);
+  regcred = undefined;
+  observer.stop();
+
+  // Figures.
+  const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}x` : 'n/a');
+  const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+  // Attributed to regcred by the audit log; apiserver_request_total (all clients) is in the raw output.
+  const writesTo = (d: Record<string, number>, resources: string) =>
+    sum(d, new RegExp(`^${WRITE} (${resources})$`));
+  const secretWrites = writesTo(f1Regcred, 'secrets');
+  const saWrites = writesTo(f1Regcred, 'serviceaccounts');
+  const perNsGets = f1Regcred['get-namespaced'] ?? 0;
+  const idleWrites = writesTo(idleRegcred, 'secrets|serviceaccounts|registrycredentials(/status)?');
+  const idleReads = idleRegcred['get-namespaced'] ?? 0;
+  const idleLease = sum(idleRegcred, / leases$/);
+  const f7Writes = writesTo(withUnrelated.regcred, 'secrets|serviceaccounts|registrycredentials(/status)?');
+  const idleMedian = percentile(idleRss, 50);
+  const rssLimit = N <= 1000 ? 175 : N <= 3000 ? 210 : Number.POSITIVE_INFINITY;
+  const unrelatedGrowth = withUnrelated.rss / withoutUnrelated.rss - 1;
+  const figures: Figure[] = [
+    {
+      id: 'F1',
+      what: 'cold fan-out',
+      measured: s(f1),
+      floor: s(floorF1),
+      ratio: ratio(f1, floorF1),
+      target: '≤ 1.3x floor',
+      met: f1 <= 1.3 * floorF1,
+    },
+    {
+      id: 'F2',
+      what: 'rotation',
+      measured: s(f2),
+      floor: s(floorF2),
+      ratio: ratio(f2, floorF2),
+      target: '≤ 1.3x floor',
+      met: f2 <= 1.3 * floorF2,
+    },
+    {
+      id: 'F3',
+      what: 'new namespace: SA seen → patched, p50/p99',
+      measured: `${percentile(f3.fromSa, 50).toFixed(1)} / ${percentile(f3.fromSa, 99).toFixed(1)} ms`,
+      floor: `${percentile(floorF3.fromSa, 50).toFixed(1)} / ${percentile(floorF3.fromSa, 99).toFixed(1)} ms`,
+      ratio: ratio(percentile(f3.fromSa, 50), percentile(floorF3.fromSa, 50)),
+      target: '≤ 10 / 50 ms',
+      met: percentile(f3.fromSa, 50) <= 10 && percentile(f3.fromSa, 99) <= 50,
+    },
+    {
+      id: 'F3b',
+      what: 'new namespace: created → SA patched, p50/p99',
+      measured: `${percentile(f3.fromNs, 50).toFixed(0)} / ${percentile(f3.fromNs, 99).toFixed(0)} ms`,
+      floor: `${percentile(floorF3.fromNs, 50).toFixed(0)} / ${percentile(floorF3.fromNs, 99).toFixed(0)} ms`,
+      ratio: ratio(percentile(f3.fromNs, 50), percentile(floorF3.fromNs, 50)),
+      target: '(reported)',
+      met: undefined,
+    },
+    {
+      id: 'F4',
+      what: `idle ${IDLE_S} s: writes / per-ns reads (lease)`,
+      measured: `${idleWrites} / ${idleReads} (${idleLease})`,
+      floor: '0 / 0',
+      ratio: '',
+      target: '0',
+      met: idleWrites === 0 && idleReads === 0,
+    },
+    {
+      id: 'F5',
+      what: 'F1 writes per namespace; per-ns GETs',
+      measured: `${((secretWrites + saWrites) / N).toFixed(2)}; ${perNsGets}`,
+      floor: `${ACCOUNTS.length + 1}; 0`,
+      ratio: ratio(secretWrites + saWrites, N * (ACCOUNTS.length + 1)),
+      target: `= ${ACCOUNTS.length + 1}; 0`,
+      met: secretWrites === N && saWrites === N * ACCOUNTS.length && perNsGets === 0,
+    },
+    {
+      id: 'F6',
+      what: `RSS with ${UNRELATED} unrelated Secrets vs none`,
+      measured: `${withUnrelated.rss.toFixed(0)} vs ${withoutUnrelated.rss.toFixed(0)} MiB`,
+      floor: '',
+      ratio: `${unrelatedGrowth >= 0 ? '+' : ''}${(unrelatedGrowth * 100).toFixed(1)} %`,
+      target: '≤ +5 %',
+      met: unrelatedGrowth <= 0.05,
+    },
+    {
+      id: 'F6b',
+      what: `RSS at ${N} namespaces: idle median / fan-out peak`,
+      measured: `${idleMedian.toFixed(0)} / ${f1PeakRss.toFixed(0)} MiB`,
+      floor: '',
+      ratio: '',
+      target: Number.isFinite(rssLimit) ? `≤ ${rssLimit} MiB` : '(reported)',
+      met: Number.isFinite(rssLimit) ? Math.max(idleMedian, f1PeakRss) <= rssLimit : undefined,
+    },
+    {
+      id: 'F7',
+      what: 'restart: writes / ready after',
+      measured: `${f7Writes} / ${(withUnrelated.readyMs / 1000).toFixed(2)} s`,
+      floor: '',
+      ratio: '',
+      target: '0 / ≤ 10 s',
+      met: f7Writes === 0 && withUnrelated.readyMs <= 10_000,
+    },
+  ];
+
+  const machine = {
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    kubernetes: await kubernetesVersion(),
+    date: new Date().toISOString(),
+  };
+  const dir = join(opts.out, `${machine.date.replaceAll(':', '').slice(0, 15)}-n${N}`);
+  mkdirSync(dir, { recursive: true });
+  const json = {
+    options: {
+      namespaces: N,
+      serviceAccounts: K,
+      unrelatedSecrets: UNRELATED,
+      churnRate: CHURN_RATE,
+      churnNamespaces: CHURN_N,
+      idleSeconds: IDLE_S,
+    },
+    machine,
+    regcredNodeFlags: imageNodeFlags(),
+    figures,
+    raw: {
+      floor: { fanOutMs: floorF1, rotationMs: floorF2, newNamespaceMs: floorF3 },
+      regcred: {
+        fanOutMs: f1,
+        rotationMs: f2,
+        newNamespaceMs: f3,
+        readyMs: readyAfter,
+        rssBeforeCredentialMiB: rssBeforeCredential,
+      },
+      requests: {
+        note: 'regcred: its own requests, from the audit log; apiserver: apiserver_request_total, every client',
+        regcred: { fanOut: f1Regcred, idle: idleRegcred, restart: withUnrelated.regcred },
+        apiserver: { fanOut: f1Delta, idle: idleDelta, restart: withUnrelated.delta },
+      },
+      restart: { withUnrelated, withoutUnrelated },
+      rss: thin(rss, 2000),
+    },
+  };
+  writeFileSync(join(dir, 'results.json'), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(
+    join(dir, 'convergence.svg'),
+    convergencePlot(
+      `Cold fan-out, ${N} namespaces x ${ACCOUNTS.length} ServiceAccounts (${machine.cpus} cores)`,
+      regcredTimeline,
+      floorTimeline,
+    ),
+  );
+  process.stdout.write(
+    `\nregcred benchmark: ${N} namespaces x ${ACCOUNTS.length} ServiceAccounts, ${UNRELATED} unrelated Secrets, ` +
+      `churn ${CHURN_RATE}/s x ${CHURN_N}, idle ${IDLE_S} s; ${machine.cpus} cores, Kubernetes ${machine.kubernetes}, Node ${machine.node}\n\n` +
+      `${table(figures)}\n\nwritten to ${dir}/results.json and convergence.svg (${elapsed()})\n`,
+  );
+} finally {
+  if (regcred && regcred.child.exitCode === null) regcred.child.kill('SIGKILL');
+  cleanupOnSignal();
+  await plane.stop();
+}

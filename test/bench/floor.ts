@@ -4,6 +4,7 @@
  * best any operator could do here, in the same run.
  */
 import type { KubeClient } from '../../src/runtime/kube.ts';
+import { Limiter } from '../../src/runtime/limiter.ts';
 import { FLOOR_LABEL } from './observer.ts';
 
 export const FLOOR_CONCURRENCY = 32;
@@ -30,7 +31,10 @@ function copy(namespace: string, name: string, dataBase64: string) {
   };
 }
 
-/** Per namespace: the copy, then each ServiceAccount's entry (a copy exists before it is referenced). */
+/**
+ * Per namespace: the copy, then each ServiceAccount's entry (a copy exists before it is
+ * referenced), as regcred orders them; at most 32 requests in flight in all.
+ */
 export async function floorFanOut(
   client: KubeClient,
   namespaces: readonly string[],
@@ -38,11 +42,16 @@ export async function floorFanOut(
   name: string,
   dataBase64: string,
 ): Promise<void> {
+  const inFlight = new Limiter(FLOOR_CONCURRENCY);
   await parallel(namespaces, FLOOR_CONCURRENCY, async (ns) => {
-    await client.create(`/api/v1/namespaces/${ns}/secrets`, copy(ns, name, dataBase64));
+    await inFlight.run(() => client.create(`/api/v1/namespaces/${ns}/secrets`, copy(ns, name, dataBase64)));
     await Promise.all(
       accounts.map((sa) =>
-        client.mergePatch(`/api/v1/namespaces/${ns}/serviceaccounts/${sa}`, { imagePullSecrets: [{ name }] }),
+        inFlight.run(() =>
+          client.mergePatch(`/api/v1/namespaces/${ns}/serviceaccounts/${sa}`, {
+            imagePullSecrets: [{ name }],
+          }),
+        ),
       ),
     );
   });

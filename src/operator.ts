@@ -85,10 +85,7 @@ export class Operator {
     this.caches = {
       credentials: new Store<RegistryCredential>({ source: (rc) => [refKey(sourceOf(rc))] }),
       namespaces: new Store<Namespace>(),
-      serviceAccounts: new Store<ServiceAccount>({
-        namespace: (sa) => [sa.metadata.namespace!],
-        credential: (sa) => [...new Set(Object.values(addedEntries(sa)))],
-      }),
+      serviceAccounts: new Store<ServiceAccount>({ namespace: (sa) => [sa.metadata.namespace!] }),
       copies: new Store<Secret>({
         namespace: (s) => [s.metadata.namespace!],
         credential: (s) =>

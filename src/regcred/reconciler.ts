@@ -56,7 +56,7 @@ import { computeStatus, type NamespaceResult } from './status.ts';
 export interface Caches {
   credentials: Store<RegistryCredential>;
   namespaces: Store<Namespace>;
-  /** Indexed by `namespace` and by `credential` (names recorded in the pull-secrets annotation). */
+  /** Indexed by `namespace`. */
   serviceAccounts: Store<ServiceAccount>;
   /** regcred-labelled Secrets; indexed by `namespace` and by `credential` (label). */
   copies: Store<Secret>;
@@ -196,7 +196,11 @@ export class Reconciler {
     return;
   }
 
-  /** Namespaces (not terminating) holding a copy or a ServiceAccount entry of this credential. */
+  /**
+   * Namespaces (not terminating) holding a copy of this credential, proven by its UID. Entries on
+   * ServiceAccounts are removed there too; an annotation alone (anyone can write one) never makes
+   * regcred act in a namespace it does not select.
+   */
   private namespacesWithLeftovers(rc: RegistryCredential): Set<string> {
     const out = new Set<string>();
     const alive = (ns: string) => {
@@ -206,10 +210,6 @@ export class Reconciler {
     for (const copy of this.caches.copies.byIndex('credential', rc.metadata.name)) {
       const ns = copy.metadata.namespace!;
       if (ownershipOf(copy, rc).kind === 'ours' && alive(ns)) out.add(ns);
-    }
-    for (const sa of this.caches.serviceAccounts.byIndex('credential', rc.metadata.name)) {
-      const ns = sa.metadata.namespace!;
-      if (alive(ns)) out.add(ns);
     }
     return out;
   }
@@ -273,6 +273,11 @@ export class Reconciler {
     const secretName = secretNameOf(rc);
     const source = this.sources.stateOf(rc);
     const dataBase64 = source.valid ? source.dataBase64 : undefined;
+    const copies = this.caches.copies
+      .byIndex('namespace', nsName)
+      .filter((c) => ownershipOf(c, rc).kind === 'ours');
+    // Outside its selection, regcred only cleans up where it holds a copy (see namespacesWithLeftovers).
+    if (!wanted && copies.length === 0) return { state: 'synced', patched: 0 };
 
     // 1. The copy, before anything references it.
     let copyReady = false;
@@ -321,8 +326,7 @@ export class Reconciler {
 
     // 3. Copies no longer wanted. The resourceVersion precondition keeps a stale view from deleting
     //    a copy that changed meanwhile (e.g. one an older credential just took over).
-    for (const copy of this.caches.copies.byIndex('namespace', nsName)) {
-      if (ownershipOf(copy, rc).kind !== 'ours') continue;
+    for (const copy of copies) {
       if (wanted && copy.metadata.name === secretName) continue;
       await this.limiter.run(() =>
         this.client

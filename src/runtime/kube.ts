@@ -10,7 +10,7 @@
  * network failures surface as they are. `classify` (errors.ts) decides what each one means.
  */
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
-import { fetch } from 'undici';
+import { type Dispatcher, request } from 'undici';
 
 /** A Kubernetes `Status`, as far as regcred reads it. */
 export interface Status {
@@ -87,14 +87,16 @@ export class KubeClient {
     const started = performance.now();
     let code = 0;
     try {
-      const response = await fetch(url, {
-        method,
+      // undici's request(), not fetch(): the same connection pool, without the WHATWG Request,
+      // Response and web-stream objects fetch allocates per call (measured: less CPU and GC per write).
+      const response = await request(url, {
+        method: method as Dispatcher.HttpMethod,
         headers,
         body: options.body === undefined ? undefined : JSON.stringify(options.body),
         dispatcher: auth.dispatcher,
       });
-      code = response.status;
-      const text = await response.text();
+      code = response.statusCode;
+      const text = await response.body.text();
       if (code >= 200 && code < 300) return (text ? JSON.parse(text) : undefined) as T;
       throw new ApiError(method, path, code, parseStatus(text, code));
     } finally {
@@ -171,25 +173,25 @@ export class KubeClient {
     };
     try {
       arm();
-      const response = await fetch(url, {
+      const response = await request(url, {
         headers: { ...auth.headers, Accept: 'application/json' },
         dispatcher: auth.dispatcher,
         signal: controller.signal,
       });
-      for (const o of this.observers) o('WATCH', path, response.status, 0);
-      if (response.status !== 200)
+      for (const o of this.observers) o('WATCH', path, response.statusCode, 0);
+      if (response.statusCode !== 200) {
         throw new ApiError(
           'WATCH',
           path,
-          response.status,
-          parseStatus(await response.text(), response.status),
+          response.statusCode,
+          parseStatus(await response.body.text(), response.statusCode),
         );
-      if (!response.body) return;
+      }
       const decoder = new TextDecoder();
       let buffered = '';
       for await (const chunk of response.body) {
         arm();
-        buffered += decoder.decode(chunk, { stream: true });
+        buffered += decoder.decode(chunk as Buffer, { stream: true });
         let newline = buffered.indexOf('\n');
         while (newline >= 0) {
           const line = buffered.slice(0, newline);

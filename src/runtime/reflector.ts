@@ -12,6 +12,8 @@
  *   resumed (the watchdog).
  * - Handlers of `events$` run synchronously; a handler that throws is logged and does not break the
  *   stream.
+ * - An added or modified object whose resourceVersion the store already holds (a write written
+ *   through by its writer) emits nothing: no change, no event.
  *
  * Caveats: objects are projected by `transform` before they are stored, so fields it drops are not
  * in the cache. Only objects matching the label selector are seen: one that loses the label is
@@ -182,6 +184,12 @@ export class Reflector<T extends Meta> {
             this.emit({ type: 'deleted', object: old ?? obj });
           } else {
             const old = this.store.put(obj);
+            // The same version the cache already holds: the echo of a write regcred made and wrote
+            // through to the cache. Nothing changed, so nothing is emitted.
+            if (old?.metadata.resourceVersion === obj.metadata.resourceVersion) {
+              if (rv) this.resourceVersion = rv;
+              return;
+            }
             this.emit(old ? { type: 'updated', object: obj, old } : { type: 'added', object: obj });
           }
           if (rv) this.resourceVersion = rv;

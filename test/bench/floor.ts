@@ -2,6 +2,11 @@
  * The floor: an ideal client that makes exactly the writes the end state needs, with concurrency
  * 32, and nothing else (no cache, no status, no checks). What it takes on this control plane is the
  * best any operator could do here, in the same run.
+ *
+ * Its objects are regcred's, byte for byte in shape: copies with the same labels, annotations and
+ * an ownerReference (to a cluster-scoped object: each owned object costs the garbage collector the
+ * same work), ServiceAccount patches with the same annotation. Only the label that regcred's cache
+ * selects on differs, so regcred never sees the floor's copies.
  */
 import type { KubeClient } from '../../src/runtime/kube.ts';
 import { Limiter } from '../../src/runtime/limiter.ts';
@@ -23,11 +28,50 @@ export async function parallel<T>(
   );
 }
 
-function copy(namespace: string, name: string, dataBase64: string) {
+/** The cluster-scoped object the floor's copies name as owner (created by `floorOwner`). */
+export interface Owner {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+}
+
+export async function floorOwner(client: KubeClient): Promise<Owner> {
+  const role = await client.create<{ metadata: { name: string; uid: string } }>(
+    '/apis/rbac.authorization.k8s.io/v1/clusterroles',
+    { metadata: { name: 'bench-floor-owner' }, rules: [] },
+  );
   return {
-    metadata: { name, namespace, labels: { [FLOOR_LABEL]: 'true' } },
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    name: role.metadata.name,
+    uid: role.metadata.uid,
+  };
+}
+
+function copy(namespace: string, name: string, dataBase64: string, owner: Owner) {
+  return {
+    metadata: {
+      name,
+      namespace,
+      labels: {
+        'app.kubernetes.io/managed-by': 'bench-floor',
+        'regcred.dev/credential': name,
+        [FLOOR_LABEL]: 'true',
+      },
+      annotations: { 'regcred.dev/credential': name, 'regcred.dev/source': `regcred-system/${name}` },
+      ownerReferences: [{ ...owner, controller: true }],
+    },
     type: 'kubernetes.io/dockerconfigjson',
     data: { '.dockerconfigjson': dataBase64 },
+  };
+}
+
+function entryPatch(name: string) {
+  return {
+    // The size of regcred's attribution annotation, under a key regcred does not read.
+    metadata: { annotations: { 'bench.regcred.dev/image-pull-secrets': JSON.stringify({ [name]: name }) } },
+    imagePullSecrets: [{ name }],
   };
 }
 
@@ -41,16 +85,17 @@ export async function floorFanOut(
   accounts: readonly string[],
   name: string,
   dataBase64: string,
+  owner: Owner,
 ): Promise<void> {
   const inFlight = new Limiter(FLOOR_CONCURRENCY);
   await parallel(namespaces, FLOOR_CONCURRENCY, async (ns) => {
-    await inFlight.run(() => client.create(`/api/v1/namespaces/${ns}/secrets`, copy(ns, name, dataBase64)));
+    await inFlight.run(() =>
+      client.create(`/api/v1/namespaces/${ns}/secrets`, copy(ns, name, dataBase64, owner)),
+    );
     await Promise.all(
       accounts.map((sa) =>
         inFlight.run(() =>
-          client.mergePatch(`/api/v1/namespaces/${ns}/serviceaccounts/${sa}`, {
-            imagePullSecrets: [{ name }],
-          }),
+          client.mergePatch(`/api/v1/namespaces/${ns}/serviceaccounts/${sa}`, entryPatch(name)),
         ),
       ),
     );
@@ -79,6 +124,7 @@ export async function floorReactor(
   client: KubeClient,
   name: string,
   dataBase64: string,
+  owner: Owner,
   signal: AbortSignal,
 ): Promise<void> {
   const copies = new Map<string, Promise<unknown>>();
@@ -86,7 +132,7 @@ export async function floorReactor(
     let p = copies.get(ns);
     if (!p) {
       p = client
-        .create(`/api/v1/namespaces/${ns}/secrets`, copy(ns, name, dataBase64))
+        .create(`/api/v1/namespaces/${ns}/secrets`, copy(ns, name, dataBase64, owner))
         .catch(() => undefined);
       copies.set(ns, p);
     }
@@ -120,9 +166,7 @@ export async function floorReactor(
         const ns = sa.metadata.namespace!;
         if (!ns.startsWith('fc-')) return;
         void ensureCopy(ns).then(() =>
-          client.mergePatch(`/api/v1/namespaces/${ns}/serviceaccounts/default`, {
-            imagePullSecrets: [{ name }],
-          }),
+          client.mergePatch(`/api/v1/namespaces/${ns}/serviceaccounts/default`, entryPatch(name)),
         );
       },
     ),

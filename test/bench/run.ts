@@ -18,7 +18,7 @@ import { parseArgs, promisify } from 'node:util';
 import { parseSourceSecret } from '../../src/regcred/credential.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
 import { ControlPlane, kubernetesVersion, stopOnInterrupt, streamProgress } from '../controlplane/index.ts';
-import { FLOOR_CONCURRENCY, floorFanOut, floorReactor, floorRotate, parallel } from './floor.ts';
+import { FLOOR_CONCURRENCY, floorFanOut, floorOwner, floorReactor, floorRotate, parallel } from './floor.ts';
 import { Observer } from './observer.ts';
 import { convergencePlot, type Figure, table, thin } from './report.ts';
 
@@ -151,8 +151,13 @@ function httpStatus(url: string): Promise<number> {
   });
 }
 
-/** The image's command line, from the Dockerfile's ENTRYPOINT: the V8 flags users get. */
+/**
+ * The image's command line, from the Dockerfile's ENTRYPOINT: the V8 flags users get.
+ * REGCRED_BENCH_NODE_FLAGS="..." replaces them, to try others.
+ */
 function imageNodeFlags(): string[] {
+  if (process.env.REGCRED_BENCH_NODE_FLAGS !== undefined)
+    return process.env.REGCRED_BENCH_NODE_FLAGS.split(/\s+/).filter(Boolean);
   const line = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
     .split('\n')
     .find((l) => l.startsWith('ENTRYPOINT '));
@@ -173,6 +178,10 @@ async function startRegcred(kubeconfig: string): Promise<Regcred> {
     process.execPath,
     [
       ...imageNodeFlags(),
+      // REGCRED_BENCH_PROFILE=<dir>: a CPU profile of each regcred process, for chasing a missed figure.
+      ...(process.env.REGCRED_BENCH_PROFILE
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.REGCRED_BENCH_PROFILE}`]
+        : []),
       join(ROOT, 'src', 'main.ts'),
       '--leader-elect',
       '--health-probe-bind-address=127.0.0.1:0',
@@ -271,8 +280,9 @@ try {
   progress.note(`setup done: every default ServiceAccount exists (${elapsed()})`);
 
   // The floor.
+  const owner = await floorOwner(admin);
   const floorF1Start = performance.now();
-  await floorFanOut(admin, floors, ACCOUNTS, COPY, dataA);
+  await floorFanOut(admin, floors, ACCOUNTS, COPY, dataA, owner);
   await observer.until(
     () => observer.countCopies('f-') === N && observer.countReferencing('f-') === N * ACCOUNTS.length,
     600_000,
@@ -314,7 +324,7 @@ try {
     return { fromSa, fromNs };
   };
   const reactorStop = new AbortController();
-  const reactor = floorReactor(admin, COPY, dataA, reactorStop.signal).catch(() => undefined);
+  const reactor = floorReactor(admin, COPY, dataA, owner, reactorStop.signal).catch(() => undefined);
   await new Promise((r) => setTimeout(r, 500)); // the reactor's watches start from "now"
   const floorF3 = await churn('fc-', { 'bench.regcred.dev/churn': 'floor' });
   reactorStop.abort();

@@ -368,14 +368,17 @@ describe('conflicts and tenants', function () {
     await deleteCredential(`${t}-older`);
   });
 
-  it('never touches a namespace it does not select, even one holding a Secret and an entry of its copy name', async () => {
+  it('never touches a namespace it does not select, even one holding its copy name, its entry and an annotation crediting it', async () => {
     const t = unique('outside');
     const [inside, outside, later] = [`${t}-in`, `${t}-out`, `${t}-later`];
     await createSource(t);
     await createNamespace(inside, { tenant: t });
     await createNamespace(outside, { tenant: 'someone-else' });
     const secret = await createForeignSecret(outside, t);
+    // The annotation regcred records its entries in, naming this very credential: anyone can write
+    // it, so it must not be enough to make regcred act here.
     await admin().mergePatch(`/api/v1/namespaces/${outside}/serviceaccounts/default`, {
+      metadata: { annotations: { [PULL_SECRETS_ANNOTATION]: JSON.stringify({ [t]: t }) } },
       imagePullSecrets: [{ name: t }],
     });
     const sa = await getServiceAccount(outside);

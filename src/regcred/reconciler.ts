@@ -474,7 +474,10 @@ export class Reconciler {
           `restored by RegistryCredential ${rc.metadata.name} after it was changed`,
         );
       }
-      this.logger.debug('copy updated', { credential: rc.metadata.name, namespace: nsName, reconcileId });
+      // winston builds and streams a record even for a level it drops: check first on this hot path.
+      if (this.logger.isDebugEnabled()) {
+        this.logger.debug('copy updated', { credential: rc.metadata.name, namespace: nsName, reconcileId });
+      }
     }
     return { ready: true };
   }

@@ -35,10 +35,8 @@ export class Observer {
   private readonly reflectors: { run(signal: AbortSignal): Promise<void>; synced: Promise<void> }[];
   private readonly abort = new AbortController();
   private readonly listeners = new Set<() => void>();
-  private readonly copyName: string;
 
   constructor(client: KubeClient, copyName: string) {
-    this.copyName = copyName;
     const logger = silentLogger();
     const onCopy = (raw: unknown): CopyView => {
       const r = raw as Meta & { data?: Record<string, string> };

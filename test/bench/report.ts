@@ -50,7 +50,7 @@ export function svgPlot(
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${m.left}" y="22" font-size="14">${escape(title)}</text>`,
+    `<text x="${m.left}" y="22" font-size="14">${escapeXml(title)}</text>`,
   ];
   for (const t of ticks(maxX)) {
     out.push(`<line x1="${x(t)}" y1="${m.top}" x2="${x(t)}" y2="${H - m.bottom}" stroke="#eee"/>`);
@@ -76,7 +76,7 @@ export function svgPlot(
     out.push(
       `<line x1="${W - m.right + 12}" y1="${ly}" x2="${W - m.right + 40}" y2="${ly}" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
     );
-    out.push(`<text x="${W - m.right + 46}" y="${ly + 4}">${escape(s.label)}</text>`);
+    out.push(`<text x="${W - m.right + 46}" y="${ly + 4}">${escapeXml(s.label)}</text>`);
   });
   out.push('</svg>');
   return `${out.join('\n')}\n`;
@@ -101,6 +101,6 @@ export function convergencePlot(title: string, regcred: Timeline, floor: Timelin
   ]);
 }
 
-function escape(s: string): string {
+function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 }

@@ -10,7 +10,7 @@
  * /proc for RSS), never through regcred's internals.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -136,6 +136,39 @@ function percentile(values: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? Number.NaN;
 }
 
+/** CPU seconds (user + system) used so far by each process of interest. */
+function cpuSeconds(plane: ControlPlane, regcredPid?: number): Record<string, number> {
+  const ticks = (pid: number) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  };
+  const out: Record<string, number> = {};
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (!cmd.includes(plane.dir)) continue;
+      const name = cmd.split('\0')[0]!.split('/').pop()!;
+      if (['kube-apiserver', 'etcd', 'kube-controller-manager'].includes(name))
+        out[name] = ticks(Number(entry));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  if (regcredPid) out.regcred = ticks(regcredPid);
+  const self = process.cpuUsage();
+  out.bench = (self.user + self.system) / 1e6;
+  return out;
+}
+
+function cpuDelta(a: Record<string, number>, b: Record<string, number>, ms: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(b))
+    out[k] = `${(v - (a[k] ?? 0)).toFixed(2)} s (${(((v - (a[k] ?? 0)) / (ms / 1000)) * 100).toFixed(0)} %)`;
+  return out;
+}
+
 function rssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 }
@@ -163,6 +196,33 @@ function imageNodeFlags(): string[] {
     .find((l) => l.startsWith('ENTRYPOINT '));
   const argv = JSON.parse(line!.slice('ENTRYPOINT '.length)) as string[];
   return argv.slice(1, argv.indexOf('src/main.ts'));
+}
+
+/**
+ * The floor's client: a ServiceAccount like regcred's, so that API Priority and Fairness treats
+ * both alike (admin requests are exempt from it; ServiceAccounts' go through workload-low).
+ */
+async function floorClient(plane: ControlPlane, admin: KubeClient): Promise<KubeClient> {
+  await admin.create(`/api/v1/namespaces/${SOURCE_NS}/serviceaccounts`, {
+    metadata: { name: 'bench-floor' },
+  });
+  await admin.create('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+    metadata: { name: 'bench-floor' },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+    subjects: [{ kind: 'ServiceAccount', name: 'bench-floor', namespace: SOURCE_NS }],
+  });
+  const client = new KubeClient(
+    (await plane.serviceAccountConfig(SOURCE_NS, 'bench-floor', 12 * 3600)).kubeConfig,
+  );
+  await poll('the floor ServiceAccount may write', async () => {
+    try {
+      await client.get('/api/v1/namespaces/default/secrets', { limit: 1 });
+      return true;
+    } catch {
+      return undefined;
+    }
+  });
+  return client;
 }
 
 interface Regcred {
@@ -281,17 +341,20 @@ try {
 
   // The floor.
   const owner = await floorOwner(admin);
+  const floor = await floorClient(plane, admin);
+  const floorCpu0 = cpuSeconds(plane);
   const floorF1Start = performance.now();
-  await floorFanOut(admin, floors, ACCOUNTS, COPY, dataA, owner);
+  await floorFanOut(floor, floors, ACCOUNTS, COPY, dataA, owner);
   await observer.until(
     () => observer.countCopies('f-') === N && observer.countReferencing('f-') === N * ACCOUNTS.length,
     600_000,
     'the floor fan-out',
   );
   const floorF1 = observer.lastEvent('f-') - floorF1Start;
+  const floorF1Cpu = cpuDelta(floorCpu0, cpuSeconds(plane), performance.now() - floorF1Start);
   const floorTimeline = observer.timeline('f-', floorF1Start);
   const floorF2Start = performance.now();
-  await floorRotate(admin, floors, COPY, dataB);
+  await floorRotate(floor, floors, COPY, dataB);
   await observer.until(() => observer.countCopies('f-', dataB) === N, 600_000, 'the floor rotation');
   const floorF2 = observer.lastEvent('f-', dataB) - floorF2Start;
   progress.note(
@@ -324,7 +387,7 @@ try {
     return { fromSa, fromNs };
   };
   const reactorStop = new AbortController();
-  const reactor = floorReactor(admin, COPY, dataA, owner, reactorStop.signal).catch(() => undefined);
+  const reactor = floorReactor(floor, COPY, dataA, owner, reactorStop.signal).catch(() => undefined);
   await new Promise((r) => setTimeout(r, 500)); // the reactor's watches start from "now"
   const floorF3 = await churn('fc-', { 'bench.regcred.dev/churn': 'floor' });
   reactorStop.abort();
@@ -358,6 +421,7 @@ try {
 
   const f1Counts = await apiCounts(plane);
   const f1Wall = Date.now();
+  const f1Cpu0 = cpuSeconds(plane, pid);
   const f1Start = performance.now();
   await admin.create('/apis/regcred.dev/v1alpha1/registrycredentials', {
     apiVersion: 'regcred.dev/v1alpha1',
@@ -375,11 +439,14 @@ try {
     'regcred fan-out',
   );
   const f1 = observer.lastEvent('t-') - f1Start;
+  const f1Cpu = cpuDelta(f1Cpu0, cpuSeconds(plane, pid), performance.now() - f1Start);
   const f1Delta = delta(f1Counts, await apiCounts(plane));
   const f1Regcred = regcredRequests(plane, f1Wall, Date.now());
   const f1PeakRss = Math.max(...rss.filter(([t]) => t * 1000 >= f1Start - started).map(([, v]) => v));
   const regcredTimeline = observer.timeline('t-', f1Start);
   progress.note(`regcred fan-out ${(f1 / 1000).toFixed(2)} s (${elapsed()})`);
+  progress.note(`CPU during the floor's fan-out: ${JSON.stringify(floorF1Cpu)}`);
+  progress.note(`CPU during regcred's fan-out: ${JSON.stringify(f1Cpu)}`);
 
   const f2Start = performance.now();
   await admin.mergePatch(`/api/v1/namespaces/${SOURCE_NS}/secrets/${COPY}`, {
@@ -574,7 +641,7 @@ try {
     regcredNodeFlags: imageNodeFlags(),
     figures,
     raw: {
-      floor: { fanOutMs: floorF1, rotationMs: floorF2, newNamespaceMs: floorF3 },
+      floor: { fanOutMs: floorF1, rotationMs: floorF2, newNamespaceMs: floorF3, fanOutCpu: floorF1Cpu },
       regcred: {
         fanOutMs: f1,
         rotationMs: f2,

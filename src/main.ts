@@ -131,10 +131,9 @@ async function main(): Promise<number> {
     });
     const outcome = await Promise.race([election, stopping]);
     if (outcome === 'lost') {
-      // Another replica may lead already: stop writing at once and let the Deployment restart us.
-      metrics.leader.set({ name: lease }, 0);
-      await operator.stop(0);
-      return 1;
+      // Another replica may lead already: stop writing at once (no graceful stop, which would let
+      // in-flight writes finish) and let the Deployment restart this one.
+      process.exit(1);
     }
     campaign.abort();
     await election;

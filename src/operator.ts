@@ -10,7 +10,7 @@
  * Event handlers only enqueue keys (the rxjs pipelines below); every decision is made when the key
  * is reconciled, from the caches.
  */
-import { Subject, takeUntil } from 'rxjs';
+import { type Observable, Subject, takeUntil } from 'rxjs';
 import { API_VERSION, PLURAL, type RegistryCredential } from './api/v1alpha1.ts';
 import {
   COPY_SELECTOR,
@@ -141,11 +141,27 @@ export class Operator {
       reflect(`sources/${ns}`, `/api/v1/namespaces/${ns}/secrets`, store, projectSecret),
     );
 
-    credentials.events$.pipe(takeUntil(this.stop$)).subscribe((e) => this.onCredential(e));
-    namespaces.events$.pipe(takeUntil(this.stop$)).subscribe((e) => this.onNamespace(e.object));
-    serviceAccounts.events$.pipe(takeUntil(this.stop$)).subscribe((e) => this.onServiceAccount(e));
-    copies.events$.pipe(takeUntil(this.stop$)).subscribe((e) => this.onCopy(e.object));
-    for (const s of sources) s.events$.pipe(takeUntil(this.stop$)).subscribe((e) => this.onSource(e.object));
+    this.handle(credentials.events$, (e) => this.onCredential(e));
+    this.handle(namespaces.events$, (e) => this.onNamespace(e.object));
+    this.handle(serviceAccounts.events$, (e) => this.onServiceAccount(e));
+    this.handle(copies.events$, (e) => this.onCopy(e.object));
+    for (const s of sources) this.handle(s.events$, (e) => this.onSource(e.object));
+  }
+
+  /**
+   * Subscribes an event handler until stop. A handler that throws is logged: rxjs would otherwise
+   * rethrow it asynchronously, which would end the process.
+   */
+  private handle<T>(events$: Observable<T>, handler: (event: T) => void): void {
+    events$.pipe(takeUntil(this.stop$)).subscribe((event) => {
+      try {
+        handler(event);
+      } catch (err) {
+        this.options.logger.error('event handler failed', {
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+    });
   }
 
   /** Checks the CRD is installed, starts the caches and, once they have synced, the workers. */
@@ -202,6 +218,7 @@ export class Operator {
     ]);
     clearTimeout(timer);
     if (!finished) this.options.logger.warn('abandoned in-flight reconciles at shutdown', { graceMs });
+    this.stop$.next();
     this.abort.abort();
     await Promise.all(this.loops);
     return finished;
@@ -261,10 +278,18 @@ export class Operator {
     this.queue.add(credentialKey(name));
   }
 
+  /** Credentials that select the namespace (or see it terminating), or hold a copy there. */
   private onNamespace(ns: Namespace): void {
+    const copiesHere = this.caches.copies.byIndex('namespace', ns.metadata.name);
     for (const rc of this.caches.credentials.list()) {
-      this.queue.add(namespaceKey(rc.metadata.name, ns.metadata.name));
-      this.queue.addAfter(statusKey(rc.metadata.name), STATUS_DELAY_MS);
+      const name = rc.metadata.name;
+      const selection = this.reconciler.selectionOf(rc);
+      const concerned =
+        (selection.ok && selection.selection.namespace(ns) !== 'notSelected') ||
+        copiesHere.some((c) => c.metadata.labels?.[CREDENTIAL_LABEL] === name);
+      if (!concerned) continue;
+      this.queue.add(namespaceKey(name, ns.metadata.name));
+      this.queue.addAfter(statusKey(name), STATUS_DELAY_MS);
     }
   }
 

@@ -23,8 +23,6 @@
  */
 import { Buffer } from 'node:buffer';
 
-export type SecretType = string | undefined;
-
 export interface SourceSecretData {
   type?: string;
   /** Values are base64, as in the Kubernetes API. */
@@ -137,7 +135,8 @@ function canonicalEntry(registry: string, entry: unknown): Map<string, Canonical
 /** Padded standard base64 of the same bytes; kubelet's rules for what it accepts. */
 function canonicalAuth(where: string, auth: string): string {
   if (auth === '') return auth; // kubelet then uses username and password
-  const bytes = decodeBase64(auth);
+  // Go's base64 decoder skips line breaks, so kubelet accepts a wrapped auth (`base64` without -w0).
+  const bytes = decodeBase64(auth.replace(/[\r\n]/g, ''));
   if (!bytes) fail(`${where}: field auth is not valid base64`);
   if (!bytes.includes(0x3a)) fail(`${where}: field auth does not decode to user:password (no ':')`);
   return bytes.toString('base64');

@@ -42,6 +42,7 @@ import {
 import {
   compileSelection,
   copyPatch,
+  DATA_KEY,
   newCopy,
   olderFirst,
   ownershipOf,
@@ -61,6 +62,12 @@ export interface Caches {
   /** regcred-labelled Secrets; indexed by `namespace` and by `credential` (label). */
   copies: Store<Secret>;
 }
+
+/** For a credential being deleted whose spec cannot be compiled: cleanup needs no selection. */
+const SELECTS_NOTHING: Selection = {
+  namespace: (ns) => (isTerminating(ns) ? 'terminating' : 'notSelected'),
+  serviceAccount: () => false,
+};
 
 export const credentialKey = (rc: string) => `credential:${rc}`;
 export const namespaceKey = (rc: string, ns: string) => `namespace:${rc}/${ns}`;
@@ -106,6 +113,8 @@ export class Reconciler {
   private readonly known = new Map<string, Known>();
   /** Credentials whose copies got a changed credential since their last status write. */
   private readonly rotated = new Set<string>();
+  /** Per credential: namespace reconciles running now (see reconcileCredential's deletion). */
+  private readonly inFlight = new Map<string, number>();
   /** Credentials whose status this process has written or confirmed (see reconcileStatus). */
   private readonly statusSeen = new Set<string>();
   private readonly selections = new Map<
@@ -165,8 +174,10 @@ export class Reconciler {
     if (rc.metadata.deletionTimestamp) {
       if (!finalizers.includes(FINALIZER)) return;
       const leftovers = this.namespacesWithLeftovers(rc);
-      if (leftovers.size > 0) {
-        for (const ns of leftovers) this.queue.add(namespaceKey(name, ns));
+      // A namespace still being reconciled may be writing a copy the caches cannot show yet.
+      if (leftovers.size > 0 || (this.inFlight.get(name) ?? 0) > 0) {
+        // Nudged, not re-added: a namespace that failed waits out its backoff (no hot loop).
+        for (const ns of leftovers) this.queue.addIfIdle(namespaceKey(name, ns));
         return;
       }
       await this.writeCredential(rc, {
@@ -191,7 +202,7 @@ export class Reconciler {
         if (selection.selection.namespace(ns) === 'selected') targets.add(ns.metadata.name);
       }
     }
-    for (const ns of targets) this.queue.add(namespaceKey(name, ns));
+    for (const ns of targets) this.queue.addIfIdle(namespaceKey(name, ns));
     this.queue.addAfter(statusKey(name), STATUS_DELAY_MS);
     return;
   }
@@ -218,7 +229,7 @@ export class Reconciler {
     const updated = await this.limiter.run(() =>
       this.client.mergePatch<unknown>(`${RC_PATH}/${rc.metadata.name}`, patch),
     );
-    this.caches.credentials.put(projectRegistryCredential(updated));
+    this.caches.credentials.writeThrough(projectRegistryCredential(updated), rc.metadata.resourceVersion);
   }
 
   // --- namespace keys --------------------------------------------------------------------------
@@ -228,10 +239,12 @@ export class Reconciler {
     if (!rc) return;
     const deleting = Boolean(rc.metadata.deletionTimestamp);
     if (!deleting && !(rc.metadata.finalizers ?? []).includes(FINALIZER)) return; // the credential key adds it first
-    const selection = this.selectionOf(rc);
-    if (!selection.ok) return; // invalid spec: touch nothing, status says why
+    const compiled = this.selectionOf(rc);
+    // An invalid spec touches nothing (status says why); deletion still cleans up, needing no selection.
+    if (!compiled.ok && !deleting) return;
+    const selection = compiled.ok ? compiled.selection : SELECTS_NOTHING;
     const ns = this.caches.namespaces.get(nsName);
-    const where = ns ? selection.selection.namespace(ns) : 'notSelected';
+    const where = ns ? selection.namespace(ns) : 'notSelected';
     if (!ns || where === 'terminating') {
       this.setResult(rc, nsName, undefined);
       return;
@@ -240,9 +253,12 @@ export class Reconciler {
 
     const wanted = !deleting && where === 'selected';
     const basis = this.basisOf(rc);
+    this.inFlight.set(rcName, (this.inFlight.get(rcName) ?? 0) + 1);
+    let succeeded = false;
     try {
-      const result = await this.convergeNamespace(rc, nsName, wanted, selection.selection, reconcileId);
+      const result = await this.convergeNamespace(rc, nsName, wanted, selection, reconcileId);
       this.setResult(rc, nsName, wanted ? { result, basis } : undefined);
+      succeeded = true;
     } catch (err) {
       const c = classify(err);
       if (c.kind === 'terminating') {
@@ -258,7 +274,18 @@ export class Reconciler {
       }
       throw err;
     } finally {
-      if (deleting) this.queue.add(credentialKey(rcName));
+      const running = (this.inFlight.get(rcName) ?? 1) - 1;
+      if (running > 0) this.inFlight.set(rcName, running);
+      else this.inFlight.delete(rcName);
+      // The credential changed while this ran (spec, or deletion): what it decided may be stale.
+      const now = this.caches.credentials.get(rcName);
+      const changed =
+        now &&
+        (now.metadata.generation !== rc.metadata.generation ||
+          Boolean(now.metadata.deletionTimestamp) !== deleting);
+      if (changed) this.queue.add(namespaceKey(rcName, nsName));
+      // Cleanup that succeeded lets the credential key look again; a failure waits for its backoff.
+      if (now?.metadata.deletionTimestamp && succeeded) this.queue.add(credentialKey(rcName));
     }
     return;
   }
@@ -300,6 +327,14 @@ export class Reconciler {
     // A conflict leaves the namespace alone: its ServiceAccounts, and any copy this credential holds
     // there (an older claimant takes that over in place, entries included, without a gap).
     if (outcome?.state === 'conflict') return outcome;
+    // No usable copy yet (say, no valid source for a new secretName): keep the last good copy and
+    // the entries pointing at it until the new one exists.
+    if (wanted && !copyReady) {
+      const referencing = this.caches.serviceAccounts
+        .byIndex('namespace', nsName)
+        .filter((sa) => selection.serviceAccount(sa) && references(sa, secretName)).length;
+      return { state: 'waiting', patched: referencing };
+    }
 
     // 2. ServiceAccounts: add the entry where selected (only once the copy exists), drop ours elsewhere.
     //    A failed patch throws, so step 3 never runs while an entry of ours may still point at a copy.
@@ -311,14 +346,19 @@ export class Reconciler {
         const patch = serviceAccountPatch(sa, rc, secretName, want);
         let current = sa;
         if (patch) {
-          const updated = await this.limiter.run(() =>
-            this.client.mergePatch<unknown>(
-              `/api/v1/namespaces/${nsName}/serviceaccounts/${sa.metadata.name}`,
-              patch,
-            ),
-          );
-          current = projectServiceAccount(updated);
-          this.caches.serviceAccounts.put(current);
+          try {
+            const updated = await this.limiter.run(() =>
+              this.client.mergePatch<unknown>(
+                `/api/v1/namespaces/${nsName}/serviceaccounts/${sa.metadata.name}`,
+                patch,
+              ),
+            );
+            current = projectServiceAccount(updated);
+            this.caches.serviceAccounts.writeThrough(current, sa.metadata.resourceVersion);
+          } catch (err) {
+            if (classify(err).kind === 'notFound') return; // deleted meanwhile: nothing to patch
+            throw err;
+          }
         }
         if (want && references(current, secretName)) patched++;
       }),
@@ -338,7 +378,7 @@ export class Reconciler {
             if (classify(err).kind !== 'notFound') throw err;
           }),
       );
-      this.caches.copies.remove(keyOf(copy));
+      this.caches.copies.deleteThrough(keyOf(copy), copy.metadata.resourceVersion);
       if (!rc.metadata.deletionTimestamp && copy.metadata.name === secretName) {
         this.events.record(
           refTo(copy),
@@ -354,7 +394,6 @@ export class Reconciler {
     const selectedServiceAccounts = this.caches.serviceAccounts
       .byIndex('namespace', nsName)
       .filter((sa) => selection.serviceAccount(sa));
-    if (!copyReady) return { state: 'waiting', patched };
     return selectedServiceAccounts.length === patched
       ? { state: 'synced', patched }
       : { state: 'waiting', patched };
@@ -391,7 +430,10 @@ export class Reconciler {
     reconcileId: string,
   ): Promise<{ ready: boolean; outcome?: NamespaceResult }> {
     const knownKey = `${rc.metadata.name}/${nsName}`;
-    let existing: Secret | undefined = this.caches.copies.get(`${nsName}/${secretName}`);
+    const cacheKey = `${nsName}/${secretName}`;
+    /** The version the cache holds now: every write-through below is based on it. */
+    const cachedRv = this.caches.copies.get(cacheKey)?.metadata.resourceVersion;
+    let existing: Secret | undefined = this.caches.copies.get(cacheKey);
     if (!existing) existing = this.known.get(knownKey)?.foreign;
     if (!existing) {
       if (dataBase64 === undefined) return { ready: false, outcome: { state: 'waiting', patched: 0 } };
@@ -402,7 +444,7 @@ export class Reconciler {
             newCopy(rc, nsName, dataBase64),
           ),
         );
-        this.caches.copies.put(projectSecret(created));
+        this.caches.copies.writeThrough(projectSecret(created), undefined);
         return { ready: true };
       } catch (err) {
         if (classify(err).kind !== 'alreadyExists') throw err;
@@ -419,11 +461,16 @@ export class Reconciler {
     }
 
     // Here `rc` is the oldest credential claiming this name in this namespace (see
-    // convergeNamespace), so a copy another credential holds is taken over in place.
-    const ownership = ownershipOf(existing, rc);
+    // convergeNamespace), so a copy a live credential holds is taken over in place. An owner
+    // reference that names no live credential (stale, or copied from elsewhere) proves nothing.
+    let ownership = ownershipOf(existing, rc);
+    if (ownership.kind === 'otherCredential' && !this.isLiveCopyOf(existing, ownership.name))
+      ownership = { kind: 'foreign' };
     if (ownership.kind === 'foreign') {
       const adoptable = rc.spec.conflictPolicy === 'Adopt' && existing.type === DOCKER_CONFIG_JSON;
-      if (!this.caches.copies.get(keyOf(existing))) this.known.set(knownKey, { foreign: existing });
+      // Remembered without its data: regcred keeps no one else's Secret in memory.
+      if (!this.caches.copies.get(keyOf(existing)))
+        this.known.set(knownKey, { foreign: { ...existing, data: undefined } });
       if (adoptable && dataBase64 === undefined)
         return { ready: false, outcome: { state: 'waiting', patched: 0 } };
       if (!adoptable) {
@@ -443,43 +490,65 @@ export class Reconciler {
     }
 
     const patch = copyPatch(existing, rc, dataBase64);
-    if (patch) {
-      const rotating = dataBase64 !== undefined && existing.data?.['.dockerconfigjson'] !== dataBase64;
-      const updated = await this.limiter.run(() =>
+    if (!patch) return { ready: true };
+    const dataChanged =
+      patch.data !== undefined &&
+      patch.data[DATA_KEY] !== undefined &&
+      existing.data?.[DATA_KEY] !== undefined;
+    let updated: unknown;
+    try {
+      updated = await this.limiter.run(() =>
         this.client.mergePatch<unknown>(`/api/v1/namespaces/${nsName}/secrets/${secretName}`, patch),
       );
-      this.caches.copies.put(projectSecret(updated));
+    } catch (err) {
+      if (classify(err).kind !== 'notFound') throw err;
+      // Deleted meanwhile: forget it and create it again.
+      this.caches.copies.deleteThrough(cacheKey, cachedRv);
       this.known.delete(knownKey);
-      if (ownership.kind === 'foreign') {
-        this.events.record(
-          refTo(existing),
-          'Normal',
-          'Adopted',
-          `adopted by RegistryCredential ${rc.metadata.name} (conflictPolicy: Adopt)`,
-        );
-      } else if (ownership.kind === 'otherCredential') {
-        this.events.record(
-          refTo(existing),
-          'Normal',
-          'Adopted',
-          `taken over from RegistryCredential ${ownership.name} by ${rc.metadata.name}, the older claimant`,
-        );
-      } else if (rotating && this.isRotation(rc)) {
-        this.rotated.add(rc.metadata.name);
-      } else {
-        this.events.record(
-          refTo(existing),
-          'Warning',
-          'DriftRestored',
-          `restored by RegistryCredential ${rc.metadata.name} after it was changed`,
-        );
-      }
-      // winston builds and streams a record even for a level it drops: check first on this hot path.
-      if (this.logger.isDebugEnabled()) {
-        this.logger.debug('copy updated', { credential: rc.metadata.name, namespace: nsName, reconcileId });
-      }
+      return this.ensureCopy(rc, nsName, secretName, dataBase64, reconcileId);
+    }
+    this.caches.copies.writeThrough(projectSecret(updated), cachedRv);
+    this.known.delete(knownKey);
+    if (ownership.kind === 'foreign') {
+      this.events.record(
+        refTo(existing),
+        'Normal',
+        'Adopted',
+        `adopted by RegistryCredential ${rc.metadata.name} (conflictPolicy: Adopt)`,
+      );
+    } else if (ownership.kind === 'otherCredential') {
+      this.events.record(
+        refTo(existing),
+        'Normal',
+        'Adopted',
+        `taken over from RegistryCredential ${ownership.name} by ${rc.metadata.name}, the older claimant`,
+      );
+    } else if (dataChanged && this.isRotation(rc)) {
+      this.rotated.add(rc.metadata.name);
+    } else if (patch.data || patch.metadata.labels || patch.metadata.ownerReferences) {
+      // Someone changed what regcred owns here (its own annotations following a spec change are routine).
+      this.events.record(
+        refTo(existing),
+        'Warning',
+        'DriftRestored',
+        `restored by RegistryCredential ${rc.metadata.name} after it was changed`,
+      );
+    }
+    // winston builds and streams a record even for a level it drops: check first on this hot path.
+    if (this.logger.isDebugEnabled()) {
+      this.logger.debug('copy updated', { credential: rc.metadata.name, namespace: nsName, reconcileId });
     }
     return { ready: true };
+  }
+
+  /** Whether `secret` carries the owner reference of the live credential `name` and is a proper copy. */
+  private isLiveCopyOf(secret: Secret, name: string): boolean {
+    const owner = this.caches.credentials.get(name);
+    return (
+      owner !== undefined &&
+      secret.type === DOCKER_CONFIG_JSON &&
+      (secret.metadata.ownerReferences ?? []).some((r) => r.uid === owner.metadata.uid)
+    );
   }
 
   /** A data change is a rotation when the source moved on since the last fully propagated version. */
@@ -566,7 +635,7 @@ export class Reconciler {
     const updated = await this.limiter.run(() =>
       this.client.mergePatch<unknown>(`${RC_PATH}/${name}/status`, { status: patch }),
     );
-    this.caches.credentials.put(projectRegistryCredential(updated));
+    this.caches.credentials.writeThrough(projectRegistryCredential(updated), rc.metadata.resourceVersion);
     if (status.lastRotationTime !== rc.status?.lastRotationTime) this.rotated.delete(name);
     this.announce(rc, status);
     return;

@@ -22,14 +22,6 @@ export class Sources {
     this.allowed = new Set(stores.keys());
   }
 
-  get namespaces(): string[] {
-    return [...this.allowed];
-  }
-
-  isAllowed(namespace: string): boolean {
-    return this.allowed.has(namespace);
-  }
-
   stateOf(rc: RegistryCredential): SourceState {
     const { namespace, name } = sourceOf(rc);
     const ref = `${namespace}/${name}`;

@@ -7,7 +7,7 @@
  * Ready reasons (the documented set):
  *   Synced (True) · Progressing · Conflicts · Failed · SourceInvalid · SourceNotAllowed · Suspended · InvalidSpec
  * SourceValid reasons:
- *   Valid (True) · SourceNotFound · SourceWrongType · SourceMalformed · SourceNotAllowed · Unknown
+ *   Valid (True) · SourceNotFound · SourceWrongType · SourceMalformed · SourceNotAllowed
  */
 import type { Condition, RegistryCredential, RegistryCredentialStatus } from '../api/v1alpha1.ts';
 import { secretNameOf, sourceOf } from './plan.ts';

@@ -47,7 +47,14 @@ export interface RequestOptions {
   body?: unknown;
   /** Defaults to `application/json`; merge patches use `application/merge-patch+json`. */
   contentType?: string;
+  /** Gives up (rejects) after this long without a complete answer; default REQUEST_TIMEOUT_MS. */
+  timeoutMs?: number;
+  /** Aborts the request. */
+  signal?: AbortSignal;
 }
+
+/** No request waits longer than this for its answer unless told otherwise (watches excepted). */
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 /** Records each request for metrics; the runtime counts requests by verb and code. */
 export type RequestObserver = (method: string, path: string, code: number, seconds: number) => void;
@@ -89,15 +96,19 @@ export class KubeClient {
     try {
       // undici's request(), not fetch(): the same connection pool, without the WHATWG Request,
       // Response and web-stream objects fetch allocates per call (measured: less CPU and GC per write).
+      const timeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
       const response = await request(url, {
         method: method as Dispatcher.HttpMethod,
         headers,
         body: options.body === undefined ? undefined : JSON.stringify(options.body),
         dispatcher: auth.dispatcher,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: options.signal,
       });
       code = response.statusCode;
       const text = await response.body.text();
-      if (code >= 200 && code < 300) return (text ? JSON.parse(text) : undefined) as T;
+      if (code >= 200 && code < 300) return (text ? parseJson(text, method, path) : undefined) as T;
       throw new ApiError(method, path, code, parseStatus(text, code));
     } finally {
       const seconds = (performance.now() - started) / 1000;
@@ -122,8 +133,8 @@ export class KubeClient {
     return this.credentials;
   }
 
-  get<T>(path: string, query?: RequestOptions['query']): Promise<T> {
-    return this.request<T>(HttpMethod.GET, path, { query });
+  get<T>(path: string, query?: RequestOptions['query'], signal?: AbortSignal): Promise<T> {
+    return this.request<T>(HttpMethod.GET, path, { query, signal });
   }
 
   create<T>(path: string, body: unknown): Promise<T> {
@@ -177,6 +188,8 @@ export class KubeClient {
         headers: { ...auth.headers, Accept: 'application/json' },
         dispatcher: auth.dispatcher,
         signal: controller.signal,
+        // The inactivity timer below is this stream's watchdog; undici's own would fire first.
+        bodyTimeout: 0,
       });
       for (const o of this.observers) o('WATCH', path, response.statusCode, 0);
       if (response.statusCode !== 200) {
@@ -197,7 +210,7 @@ export class KubeClient {
           const line = buffered.slice(0, newline);
           buffered = buffered.slice(newline + 1);
           if (line.trim()) {
-            const event = JSON.parse(line) as { type: WatchEventType; object: unknown };
+            const event = parseJson(line, 'WATCH', path) as { type: WatchEventType; object: unknown };
             onEvent(event.type, event.object);
           }
           newline = buffered.indexOf('\n');
@@ -211,6 +224,18 @@ export class KubeClient {
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
     }
+  }
+}
+
+/**
+ * JSON.parse whose error never quotes the text: a truncated Secret list or watch event would
+ * otherwise put a fragment of a credential into a log line.
+ */
+function parseJson(text: string, method: string, path: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`${method} ${path}: the answer is not valid JSON (${text.length} bytes)`);
   }
 }
 

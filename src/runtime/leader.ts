@@ -50,6 +50,7 @@ export class LeaderElector {
   private observed: { record: string; at: number } | undefined;
   private lease: Lease | undefined;
   private leading = false;
+  private failures = 0;
 
   constructor(options: LeaderElectionOptions) {
     if (
@@ -59,10 +60,6 @@ export class LeaderElector {
     }
     this.options = options;
     this.path = `/apis/coordination.k8s.io/v1/namespaces/${options.namespace}/leases/${options.name}`;
-  }
-
-  get isLeader(): boolean {
-    return this.leading;
   }
 
   /**
@@ -79,14 +76,18 @@ export class LeaderElector {
     if (signal.aborted) return 'stopped';
     logger.info('became leader', { lease: `${this.options.namespace}/${this.options.name}`, identity });
     onStartedLeading();
-    // Renew.
+    // Renew. The deadline is a timer, not a check after each attempt: an attempt that hangs must not
+    // keep this process leading past the deadline.
     let lastRenew = performance.now();
     while (!signal.aborted) {
       await sleep(retryPeriodMs, signal);
       if (signal.aborted) break;
-      if (await this.tryAcquireOrRenew()) {
+      const left = renewDeadlineMs - (performance.now() - lastRenew);
+      const renewed =
+        left > 0 && (await Promise.race([this.tryAcquireOrRenew(), sleep(left, signal).then(() => false)]));
+      if (renewed) {
         lastRenew = performance.now();
-      } else if (performance.now() - lastRenew > renewDeadlineMs) {
+      } else if (performance.now() - lastRenew >= renewDeadlineMs) {
         this.leading = false;
         logger.error('lost leadership: could not renew the lease in time', { renewDeadlineMs });
         return 'lost';
@@ -124,21 +125,24 @@ export class LeaderElector {
     const now = Date.now();
     let current: Lease;
     try {
-      current = await client.get<Lease>(this.path);
+      current = await client.request<Lease>('GET', this.path, { timeoutMs: this.requestTimeoutMs });
     } catch (err) {
       const c = classify(err);
       if (c.kind !== 'notFound') return this.failed('get', c.message);
       const created = await client
-        .create<Lease>(`/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`, {
-          apiVersion: 'coordination.k8s.io/v1',
-          kind: 'Lease',
-          metadata: { name, namespace },
-          spec: {
-            holderIdentity: identity,
-            leaseDurationSeconds: Math.round(leaseDurationMs / 1000),
-            acquireTime: microTime(now),
-            renewTime: microTime(now),
-            leaseTransitions: 0,
+        .request<Lease>('POST', `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`, {
+          timeoutMs: this.requestTimeoutMs,
+          body: {
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name, namespace },
+            spec: {
+              holderIdentity: identity,
+              leaseDurationSeconds: Math.round(leaseDurationMs / 1000),
+              acquireTime: microTime(now),
+              renewTime: microTime(now),
+              leaseTransitions: 0,
+            },
           },
         })
         .catch((e: unknown) => this.failed('create', classify(e).message));
@@ -157,6 +161,7 @@ export class LeaderElector {
     const takingOver = holder !== identity;
     const updated = await client
       .request<Lease>('PUT', this.path, {
+        timeoutMs: this.requestTimeoutMs,
         body: {
           ...current,
           spec: {
@@ -176,13 +181,25 @@ export class LeaderElector {
 
   /** Notes when the lease record (holder, renew time) was last seen to change. */
   private remember(lease: Lease): void {
+    this.failures = 0;
     this.lease = lease;
     const record = `${lease.spec.holderIdentity}|${lease.spec.renewTime}|${lease.spec.leaseDurationSeconds}`;
     if (this.observed?.record !== record) this.observed = { record, at: performance.now() };
   }
 
+  /** Each lease request gets at most this long: well inside the renew deadline. */
+  private get requestTimeoutMs(): number {
+    return Math.max(1000, Math.floor(this.options.renewDeadlineMs / 2));
+  }
+
   private failed(step: string, message: string): false {
-    this.options.logger.debug('lease attempt failed', { step, error: message });
+    // A follower that cannot reach the Lease (RBAC, network) must say so, not stay silent.
+    this.failures++;
+    this.options.logger.log(this.failures >= 3 ? 'warn' : 'debug', 'lease attempt failed', {
+      step,
+      error: message,
+      consecutiveFailures: this.failures,
+    });
     return false;
   }
 }

@@ -11,10 +11,6 @@ export class Limiter {
     this.capacity = capacity;
   }
 
-  get inUse(): number {
-    return this.active;
-  }
-
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.active >= this.capacity) await new Promise<void>((resolve) => this.waiting.push(resolve));
     else this.active++;

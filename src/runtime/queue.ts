@@ -89,6 +89,15 @@ export class WorkQueue {
     this.enqueue(key);
   }
 
+  /**
+   * Adds `key` only if it is not queued, not being processed and not waiting for a delayed add (a
+   * backoff): for nudges that must not cut a failing key's backoff short.
+   */
+  addIfIdle(key: string): void {
+    if (this.queued.has(key) || this.processing.has(key) || this.delayed.has(key)) return;
+    this.add(key);
+  }
+
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
     if (delayMs <= 0) {
@@ -116,10 +125,6 @@ export class WorkQueue {
   /** Resets the key's backoff (after a success). */
   forget(key: string): void {
     this.failureCounts.delete(key);
-  }
-
-  failures(key: string): number {
-    return this.failureCounts.get(key) ?? 0;
   }
 
   /** The next ready key, marked as processing; `undefined` once shut down. */

@@ -10,10 +10,10 @@
  *   backoff and counted in `restarts`; the reflector never stops on its own (client-node's informer
  *   does, #364 #596 #958). A watch that goes silent longer than its own timeout is aborted and
  *   resumed (the watchdog).
- * - Handlers of `events$` run synchronously; a handler that throws is logged and does not break the
- *   stream.
- * - An added or modified object whose resourceVersion the store already holds (a write written
- *   through by its writer) emits nothing: no change, no event.
+ * - Handlers of `events$` run synchronously and must not throw (rxjs would rethrow asynchronously
+ *   and end the process): the operator wraps every handler.
+ * - A watched version that the store already holds through a write-through, or an older one,
+ *   emits nothing and changes nothing (see `Store.observe`).
  *
  * Caveats: objects are projected by `transform` before they are stored, so fields it drops are not
  * in the cache. Only objects matching the label selector are seen: one that loses the label is
@@ -61,8 +61,6 @@ export class Reflector<T extends Meta> {
   readonly synced: Promise<void>;
   /** Times the list/watch loop failed and was restarted after a backoff. */
   restarts = 0;
-  /** Relists (initial list excluded). */
-  relists = 0;
   private markSynced!: () => void;
   private readonly options: ReflectorOptions<T>;
   private resourceVersion = '';
@@ -84,13 +82,12 @@ export class Reflector<T extends Meta> {
     while (!signal.aborted) {
       try {
         if (needList) {
-          await this.list();
+          await this.list(signal);
           needList = false;
         }
         const gone = await this.watch(signal);
         if (gone) {
           needList = true;
-          this.relists++;
           logger.debug('watch expired, relisting', { reflector: this.name });
         }
         failures = 0;
@@ -99,7 +96,6 @@ export class Reflector<T extends Meta> {
         const c = classify(err);
         if (c.kind === 'gone') {
           needList = true;
-          this.relists++;
           continue;
         }
         failures++;
@@ -118,18 +114,20 @@ export class Reflector<T extends Meta> {
     }
   }
 
-  private async list(): Promise<void> {
+  private async list(signal: AbortSignal): Promise<void> {
     const { client, path, labelSelector, transform } = this.options;
     // resourceVersion=0 lets the API server answer from its watch cache; a relist asks for data
     // not older than what this reflector has already seen.
     const query = this.resourceVersion
       ? { labelSelector, resourceVersion: this.resourceVersion, resourceVersionMatch: 'NotOlderThan' }
       : { labelSelector, resourceVersion: '0' };
-    const list = await client.get<ListResponse>(path, query).catch((err) => {
+    const list = await client.get<ListResponse>(path, query, signal).catch((err) => {
       if (this.resourceVersion && classify(err).kind === 'gone')
-        return client.get<ListResponse>(path, { labelSelector });
+        return client.get<ListResponse>(path, { labelSelector }, signal);
       throw err;
     });
+    // The list is the truth now; written-through versions it may predate are forgotten.
+    this.store.forgetWrites();
     const seen = new Set<string>();
     const events: StoreEvent<T>[] = [];
     for (const raw of list.items) {
@@ -158,6 +156,7 @@ export class Reflector<T extends Meta> {
     const [lo, hi] = watchTimeoutSeconds;
     const timeoutSeconds = Math.round(lo + Math.random() * (hi - lo));
     let gone = false;
+    let failure: Error | undefined;
     const local = new AbortController();
     const onAbort = () => local.abort();
     signal.addEventListener('abort', onAbort, { once: true });
@@ -169,7 +168,7 @@ export class Reflector<T extends Meta> {
           if (type === 'ERROR') {
             const status = raw as { code?: number; message?: string };
             if (status.code === 410) gone = true;
-            else this.options.logger.warn('watch error event', { reflector: this.name, status });
+            else failure = new Error(`watch error event: ${status.code} ${status.message ?? ''}`);
             local.abort();
             return;
           }
@@ -183,14 +182,14 @@ export class Reflector<T extends Meta> {
             const old = this.store.remove(keyOf(obj));
             this.emit({ type: 'deleted', object: old ?? obj });
           } else {
-            const old = this.store.put(obj);
-            // The same version the cache already holds: the echo of a write regcred made and wrote
-            // through to the cache. Nothing changed, so nothing is emitted.
-            if (old?.metadata.resourceVersion === obj.metadata.resourceVersion) {
-              if (rv) this.resourceVersion = rv;
-              return;
-            }
-            this.emit(old ? { type: 'updated', object: obj, old } : { type: 'added', object: obj });
+            // Undefined for the echo of a write-through, or a version older than one written through.
+            const change = this.store.observe(obj);
+            if (change)
+              this.emit(
+                change.old
+                  ? { type: 'updated', object: obj, old: change.old }
+                  : { type: 'added', object: obj },
+              );
           }
           if (rv) this.resourceVersion = rv;
         },
@@ -199,14 +198,12 @@ export class Reflector<T extends Meta> {
     } finally {
       signal.removeEventListener('abort', onAbort);
     }
+    // Any other error event is a failure like a broken stream: back off before watching again.
+    if (failure && !signal.aborted) throw failure;
     return gone;
   }
 
   private emit(event: StoreEvent<T>): void {
-    try {
-      this.events$.next(event);
-    } catch (err) {
-      this.options.logger.error('event handler failed', { reflector: this.name, error: String(err) });
-    }
+    this.events$.next(event);
   }
 }

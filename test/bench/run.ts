@@ -644,6 +644,7 @@ try {
       floor: { fanOutMs: floorF1, rotationMs: floorF2, newNamespaceMs: floorF3, fanOutCpu: floorF1Cpu },
       regcred: {
         fanOutMs: f1,
+        fanOutCpu: f1Cpu,
         rotationMs: f2,
         newNamespaceMs: f3,
         readyMs: readyAfter,

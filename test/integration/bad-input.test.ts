@@ -21,6 +21,7 @@ import {
   getSecret,
   getServiceAccount,
   installRegcred,
+  operatorIdle,
   pullSecretNames,
   RC_PATH,
   type RunningOperator,
@@ -196,6 +197,8 @@ describe('bad input', function () {
     await eventually('a Warning event about the malformed source', async () =>
       (await warningsAbout(t)).some((e) => e.reason === 'SourceMalformed'),
     );
+    // Every namespace key the broken source queued has run before the copies are compared.
+    await operatorIdle(op);
     for (const ns of namespaces) {
       const now = (await getSecret(ns, t))!;
       const before = good.get(ns)!;

@@ -26,11 +26,16 @@ import {
   getCredential,
   getSecret,
   installRegcred,
+  operatorIdle,
+  patchCredentialSpec,
   pullSecretNames,
+  RC_PATH,
   type RunningOperator,
   SOURCE_NAMESPACE,
   startOperator,
   unique,
+  updateSource,
+  waitForGone,
   waitForReady,
   waitForStatus,
 } from '../support/world.ts';
@@ -200,6 +205,131 @@ describe('the engine', function () {
     await deleteCredential(t);
   });
 
+  it('retries a cleanup that fails with backoff, not in a loop, and finishes the deletion once it can', async () => {
+    const t = unique('stuck');
+    const client = admin();
+    await createSource(t);
+    await createNamespace(`${t}-ok`, { tenant: t });
+    await createNamespace(`${t}-held`, { tenant: t, held: t });
+    await createCredential(t, {
+      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
+      namespaces: { selector: { matchLabels: { tenant: t } } },
+    });
+    await waitForReady(t);
+    // From now on nobody may delete a Secret in the held namespace.
+    await client.create('/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies', {
+      metadata: { name: t },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [
+            { apiGroups: [''], apiVersions: ['v1'], operations: ['DELETE'], resources: ['secrets'] },
+          ],
+        },
+        validations: [{ expression: 'false', message: 'secrets are held here' }],
+      },
+    });
+    await client.create('/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings', {
+      metadata: { name: t },
+      spec: {
+        policyName: t,
+        validationActions: ['Deny'],
+        matchResources: { namespaceSelector: { matchLabels: { held: t } } },
+      },
+    });
+    await eventually('the policy is in force', async () => {
+      const probe = await client.create<{ metadata: { name: string } }>(
+        `/api/v1/namespaces/${t}-held/secrets`,
+        {
+          metadata: { generateName: 'probe-' },
+        },
+      );
+      const err = await client.delete(`/api/v1/namespaces/${t}-held/secrets/${probe.metadata.name}`).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      return err instanceof ApiError && err.message.includes('secrets are held here');
+    });
+
+    const mark = op.requests.length;
+    await deleteCredential(t);
+    await waitForGone(`/api/v1/namespaces/${t}-ok/secrets/${t}`);
+    // The held namespace keeps failing: three seconds of exponential backoff from 100 ms allow a
+    // handful of attempts, where a hot loop would make hundreds.
+    await new Promise((r) => setTimeout(r, 3000)); // the retry rate over this period is what is measured
+    const attempts = op.requests
+      .slice(mark)
+      .filter((r) => r.startsWith(`DELETE /api/v1/namespaces/${t}-held/secrets/${t} `));
+    expect(attempts.length).to.be.within(1, 8);
+    expect((await getCredential(t)).metadata.deletionTimestamp).to.be.a('string');
+
+    await client.delete(`/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/${t}`);
+    await client.delete(`/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/${t}`);
+    await waitForGone(`${RC_PATH}/${t}`, 90_000);
+    expect(await getSecret(`${t}-held`, t)).to.equal(undefined);
+    expect(await pullSecretNames(`${t}-held`)).to.deep.equal([]);
+  });
+
+  it('still cleans up a RegistryCredential whose spec became invalid, when it is deleted', async () => {
+    const t = unique('invalid-then-gone');
+    await createSource(t);
+    await createNamespace(t, { tenant: t });
+    await createCredential(t, {
+      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
+      namespaces: { selector: { matchLabels: { tenant: t } } },
+    });
+    await waitForReady(t);
+    // A label key prefix over 253 characters passes the CRD's CEL check but not regcred's.
+    await patchCredentialSpec(t, {
+      namespaces: { selector: { matchLabels: { [`${'p'.repeat(255)}/x`]: 'y' } } },
+    });
+    await waitForReady(t, 'False', 'InvalidSpec');
+    await deleteCredential(t);
+    await waitForGone(`${RC_PATH}/${t}`);
+    expect(await getSecret(t, t)).to.equal(undefined);
+    expect(await pullSecretNames(t)).to.deep.equal([]);
+  });
+
+  it('keeps the last good copy and its entries when secretName changes while the source is broken', async () => {
+    const t = unique('rename');
+    await createSource(t);
+    await createNamespace(t, { tenant: t });
+    await createCredential(t, {
+      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
+      secretName: `${t}-old`,
+      namespaces: { selector: { matchLabels: { tenant: t } } },
+    });
+    await waitForReady(t);
+    const good = (await getSecret(t, `${t}-old`))!;
+    await updateSource(t, {
+      '.dockerconfigjson': Buffer.from('{"auths":{"r.example.com":{"auth":"bm8tY29sb24="}}}').toString(
+        'base64',
+      ),
+    });
+    await waitForReady(t, 'False', 'SourceInvalid');
+    await patchCredentialSpec(t, { secretName: `${t}-new` });
+    await waitForStatus(
+      t,
+      'the new name is reported',
+      (s) => s.secretName === `${t}-new` && s.observedGeneration === 2,
+    );
+    await operatorIdle(op);
+    expect((await getSecret(t, `${t}-old`))?.metadata.resourceVersion).to.equal(
+      good.metadata.resourceVersion,
+    );
+    expect(await getSecret(t, `${t}-new`)).to.equal(undefined);
+    expect(await pullSecretNames(t)).to.deep.equal([`${t}-old`]);
+
+    await updateSource(t, {
+      '.dockerconfigjson': Buffer.from('{"auths":{"r.example.com":{"auth":"dTpw"}}}').toString('base64'),
+    });
+    await waitForReady(t);
+    expect(await getSecret(t, `${t}-new`)).not.to.equal(undefined);
+    await waitForGone(`/api/v1/namespaces/${t}/secrets/${t}-old`);
+    expect(await pullSecretNames(t)).to.deep.equal([`${t}-new`]);
+    await deleteCredential(t);
+  });
+
   it("caches only its own copies and the source namespaces' Secrets, never every Secret", async () => {
     const t = unique('scope');
     await createNamespace(t, { tenant: t });
@@ -279,6 +409,13 @@ describe('the engine', function () {
   });
 
   it('fans out with bounded parallel writes, and costs exactly 1 + #ServiceAccounts writes per namespace', async () => {
+    // The API server's counters count every client: let earlier tests' cleanup finish first.
+    await eventually('no RegistryCredential is being deleted', async () =>
+      (await admin().get<{ items: { metadata: { deletionTimestamp?: string } }[] }>(RC_PATH)).items.every(
+        (i) => !i.metadata.deletionTimestamp,
+      ),
+    );
+    await operatorIdle(op);
     const t = unique('fan');
     const namespaces = Number(process.env.REGCRED_FANOUT_NAMESPACES ?? 40);
     await createSource(t);

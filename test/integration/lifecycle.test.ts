@@ -26,6 +26,8 @@ import {
   getSecret,
   getServiceAccount,
   installRegcred,
+  operatorIdle,
+  operatorSaw,
   patchCredentialSpec,
   pullSecretNames,
   RC_PATH,
@@ -74,26 +76,9 @@ describe('lifecycle', function () {
     return op;
   }
 
-  /** Waits until the operator has nothing queued, in flight or scheduled (delayed status keys included). */
-  async function idle(o: RunningOperator = running()): Promise<void> {
-    const queue = o.operator.queue;
-    await eventually(
-      'the operator is idle',
-      () => queue.length === 0 && queue.inFlight === 0 && queue.waiting === 0,
-    );
-  }
-
-  /**
-   * Waits until the operator's cache holds this version of an object (or a later one: resourceVersions
-   * of one etcd increase with every write), then until it is idle.
-   */
-  async function operatorSaw(kind: 'namespaces' | 'serviceAccounts' | 'copies', key: string, rv: string) {
-    await eventually(
-      `the operator's cache holds ${kind} ${key}@${rv} or later`,
-      () => Number(running().operator.caches[kind].get(key)?.metadata.resourceVersion) >= Number(rv),
-    );
-    await idle();
-  }
+  const idle = (o: RunningOperator = running()) => operatorIdle(o);
+  const operatorSawHere = (kind: 'namespaces' | 'serviceAccounts' | 'copies', key: string, rv: string) =>
+    operatorSaw(running(), kind, key, rv);
 
   /** The operator's writes since `mark` to objects in the given namespaces. */
   function writesIn(namespaces: string[], mark: number): string[] {
@@ -200,7 +185,7 @@ describe('lifecycle', function () {
           ?.message.endsWith('holds credentials for 2 registries'),
       ),
     );
-    await operatorSaw('serviceAccounts', `${t}-a/default`, sa.metadata.resourceVersion);
+    await operatorSawHere('serviceAccounts', `${t}-a/default`, sa.metadata.resourceVersion);
 
     for (const ns of namespaces) {
       const copy = (await getSecret(ns, t))!;
@@ -402,17 +387,17 @@ describe('lifecycle', function () {
       `/api/v1/namespaces/${unrelated}`,
       { metadata: { labels: { color: 'blue' } } },
     );
-    await operatorSaw('namespaces', unrelated, other.metadata.resourceVersion);
+    await operatorSawHere('namespaces', unrelated, other.metadata.resourceVersion);
     const ns = await admin().mergePatch<{ metadata: { resourceVersion: string } }>(
       `/api/v1/namespaces/${tenant}`,
       { metadata: { labels: { color: 'green' } } },
     );
-    await operatorSaw('namespaces', tenant, ns.metadata.resourceVersion);
+    await operatorSawHere('namespaces', tenant, ns.metadata.resourceVersion);
     const sa = await admin().mergePatch<ServiceAccountJson>(
       `/api/v1/namespaces/${tenant}/serviceaccounts/default`,
       { metadata: { annotations: { 'example.com/note': 'hello' } } },
     );
-    await operatorSaw('serviceAccounts', `${tenant}/default`, sa.metadata.resourceVersion);
+    await operatorSawHere('serviceAccounts', `${tenant}/default`, sa.metadata.resourceVersion);
 
     expect((await getCredential(t)).metadata.resourceVersion).to.equal(rv);
     expect(

@@ -27,6 +27,7 @@ import {
   getSecret,
   getServiceAccount,
   installRegcred,
+  operatorSaw,
   patchCredentialSpec,
   pullSecretNames,
   type RunningOperator,
@@ -63,21 +64,8 @@ describe('rotation and drift', function () {
   });
   after(async () => op?.stop());
 
-  /**
-   * Waits until the operator's cache holds this version of an object (or a later one: resourceVersions
-   * of one etcd increase with every write), and then until it has nothing left to do.
-   */
-  async function operatorSaw(kind: 'copies' | 'serviceAccounts' | 'namespaces', key: string, rv: string) {
-    await eventually(`the operator's cache holds ${kind} ${key}@${rv} or later`, () => {
-      const cached = op.operator.caches[kind].get(key);
-      return Number(cached?.metadata.resourceVersion) >= Number(rv);
-    });
-    const queue = op.operator.queue;
-    await eventually(
-      'the operator is idle',
-      () => queue.length === 0 && queue.inFlight === 0 && queue.waiting === 0,
-    );
-  }
+  const operatorSawHere = (kind: 'copies' | 'serviceAccounts' | 'namespaces', key: string, rv: string) =>
+    operatorSaw(op, kind, key, rv);
 
   it('rotates every copy in place when the source credential changes, and records the rotation', async () => {
     const t = unique('rot');
@@ -248,7 +236,7 @@ describe('rotation and drift', function () {
     const annotated = await admin().mergePatch<SecretJson>(path, {
       metadata: { labels: { team: 'payments' }, annotations: { 'example.com/owner': 'team-payments' } },
     });
-    await operatorSaw('copies', `${t}/${t}`, annotated.metadata.resourceVersion);
+    await operatorSawHere('copies', `${t}/${t}`, annotated.metadata.resourceVersion);
     expect((await getSecret(t, t))!.metadata.resourceVersion).to.equal(annotated.metadata.resourceVersion);
 
     // Removing the managed-by label takes the copy out of regcred's label-selected watch.

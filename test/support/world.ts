@@ -128,6 +128,32 @@ export async function startOperator(
   };
 }
 
+/** Waits until an in-process operator has nothing queued, in flight or scheduled (delayed status keys too). */
+export async function operatorIdle(op: RunningOperator): Promise<void> {
+  const queue = op.operator.queue;
+  await eventually(
+    'the operator is idle',
+    () => queue.length === 0 && queue.inFlight === 0 && queue.waiting === 0,
+  );
+}
+
+/**
+ * Waits until an in-process operator's cache holds this version of an object or a later one
+ * (resourceVersions of the one etcd here increase with every write), then until it is idle.
+ */
+export async function operatorSaw(
+  op: RunningOperator,
+  kind: 'namespaces' | 'serviceAccounts' | 'copies',
+  key: string,
+  rv: string,
+): Promise<void> {
+  await eventually(
+    `the operator's cache holds ${kind} ${key}@${rv} or later`,
+    () => Number(op.operator.caches[kind].get(key)?.metadata.resourceVersion) >= Number(rv),
+  );
+  await operatorIdle(op);
+}
+
 // --- the world ------------------------------------------------------------------------------------
 
 export interface ObjectMeta {

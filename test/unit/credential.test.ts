@@ -353,7 +353,6 @@ describe('source credential parsing', () => {
         'YWxpY2U6cHc-', // URL-safe alphabet
         'YWxpY2U6_Hc=',
         'YWxp Y2U6cHc=',
-        'YWxpY2U6\ncHc=',
         `${good}=`, // too much padding
         `${unpadded(good)}==`,
         'YWxpY2U6cHc=YWxp', // padding inside
@@ -366,6 +365,15 @@ describe('source credential parsing', () => {
           'registry "r.io": field auth is not valid base64',
         );
       }
+    });
+
+    it('accepts an auth wrapped over lines, as the decoder of Go does, and writes it without the breaks', () => {
+      expect(canonicalOf(parseEntry({ auth: 'YWxpY2U6\ncHc=' }, 'r.io'))).to.equal(
+        '{"auths":{"r.io":{"auth":"YWxpY2U6cHc="}}}',
+      );
+      expect(canonicalOf(parseEntry({ auth: 'YWxp\r\nY2U6cHc=\n' }, 'r.io'))).to.equal(
+        '{"auths":{"r.io":{"auth":"YWxpY2U6cHc="}}}',
+      );
     });
 
     it('rejects an auth without a colon, as kubelet does', () => {

@@ -127,6 +127,19 @@ describe('the work queue', () => {
     );
   });
 
+  it('lets addIfIdle leave a key that is queued, running or waiting out a backoff alone', async () => {
+    q.addRateLimited('a'); // scheduled in 100 ms
+    q.addIfIdle('a');
+    expect(q.length).to.equal(0);
+    clock.advance(100);
+    expect(await drain(q)).to.deep.equal(['a']);
+    q.addIfIdle('a'); // running now: no second run is queued
+    q.done('a');
+    expect(q.length).to.equal(0);
+    q.addIfIdle('b');
+    expect(await drain(q)).to.deep.equal(['b']);
+  });
+
   it('wakes a waiting get when a key arrives, and resolves waiting gets with undefined on shutdown', async () => {
     const waiting = q.get();
     q.add('x');
@@ -147,7 +160,7 @@ describe('the work queue', () => {
     expect(waits).to.deep.equal([250]);
   });
 
-  it('loses no key and runs none concurrently under any interleaving of adds, gets and dones', async () => {
+  it('loses no key, delayed ones included, and runs none concurrently under any interleaving', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -176,6 +189,7 @@ describe('the work queue', () => {
               owed.add(o.key);
             } else if (o.op === 'addAfter') {
               queue.addAfter(o.key, o.ms);
+              owed.add(o.key);
             } else if (o.op === 'tick') {
               c.advance(o.ms);
             } else if (o.op === 'get' && queue.length > 0) {

@@ -6,6 +6,7 @@
  * the floor (an ideal client: fan-out, rotation, new namespaces under churn) before regcred starts;
  * then regcred, as a separate process started with exactly the image's command line: fan-out (F1,
  * F5), rotation (F2), new namespaces under churn (F3), idle (F4), memory (F6), restart (F7).
+ * Before each timed phase the control plane is left to settle (see `settle`).
  * Everything is observed through the API (watches, kube-apiserver's apiserver_request_total,
  * /proc for RSS), never through regcred's internals.
  */
@@ -176,6 +177,31 @@ function cpuDelta(a: Record<string, number>, b: Record<string, number>, ms: numb
   for (const [k, v] of Object.entries(b))
     out[k] = `${(v - (a[k] ?? 0)).toFixed(2)} s (${(((v - (a[k] ?? 0)) / (ms / 1000)) * 100).toFixed(0)} %)`;
   return out;
+}
+
+/**
+ * Waits until the control plane (and regcred, if running) has been quiet for two seconds in a row
+ * (under 20 % of a core together), so that a timed phase does not pay for the previous one's
+ * aftermath (the controller-manager's and the API server's background work after a burst of
+ * writes). Gives up after two minutes and says so. Returns the milliseconds waited.
+ */
+async function settle(plane: ControlPlane, what: string, regcredPid?: number): Promise<number> {
+  const t0 = performance.now();
+  const busy = (c: Record<string, number>) =>
+    Object.entries(c).reduce((n, [k, v]) => n + (k === 'bench' ? 0 : v), 0);
+  let quiet = 0;
+  let last = busy(cpuSeconds(plane, regcredPid));
+  while (quiet < 2) {
+    if (performance.now() - t0 > 120_000) {
+      progress.note(`control plane still busy before ${what}; measuring anyway`);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = busy(cpuSeconds(plane, regcredPid));
+    quiet = now - last < 0.2 ? quiet + 1 : 0;
+    last = now;
+  }
+  return performance.now() - t0;
 }
 
 function rssMiB(pid: number): number {
@@ -351,6 +377,8 @@ try {
   // The floor.
   const owner = await floorOwner(admin);
   const floor = await floorClient(plane, admin);
+  const settled: Record<string, number> = {};
+  settled.floorFanOut = await settle(plane, "the floor's fan-out");
   const floorCpu0 = cpuSeconds(plane);
   const floorF1Wall = Date.now();
   const floorF1Start = performance.now();
@@ -364,6 +392,7 @@ try {
   const floorF1Cpu = cpuDelta(floorCpu0, cpuSeconds(plane), performance.now() - floorF1Start);
   const floorF1Requests = requestsOf(plane, FLOOR_USER, floorF1Wall, Date.now());
   const floorTimeline = observer.timeline('f-', floorF1Start);
+  settled.floorRotation = await settle(plane, "the floor's rotation");
   const floorF2Start = performance.now();
   await floorRotate(floor, floors, COPY, dataB);
   await observer.until(() => observer.countCopies('f-', dataB) === N, 600_000, 'the floor rotation');
@@ -403,6 +432,7 @@ try {
     const fromNs = names.map((ns) => observer.accounts.get(`${ns}/default`)!.referenced! - created.get(ns)!);
     return { fromSa, fromNs, benchLoopDelayMs };
   };
+  settled.floorChurn = await settle(plane, "the floor's new namespaces");
   const reactorStop = new AbortController();
   const reactor = floorReactor(floor, COPY, dataA, owner, reactorStop.signal).catch(() => undefined);
   await new Promise((r) => setTimeout(r, 500)); // the reactor's watches start from "now"
@@ -438,6 +468,7 @@ try {
     `regcred ready in ${Math.round(readyAfter)} ms, RSS ${rssBeforeCredential.toFixed(0)} MiB (${elapsed()})`,
   );
 
+  settled.regcredFanOut = await settle(plane, "regcred's fan-out", pid);
   const f1Counts = await apiCounts(plane);
   const f1Wall = Date.now();
   const f1Cpu0 = cpuSeconds(plane, pid);
@@ -467,6 +498,7 @@ try {
   progress.note(`CPU during the floor's fan-out: ${JSON.stringify(floorF1Cpu)}`);
   progress.note(`CPU during regcred's fan-out: ${JSON.stringify(f1Cpu)}`);
 
+  settled.regcredRotation = await settle(plane, "regcred's rotation", pid);
   const f2Start = performance.now();
   await admin.mergePatch(`/api/v1/namespaces/${SOURCE_NS}/secrets/${COPY}`, {
     data: { '.dockerconfigjson': Buffer.from(configB).toString('base64') },
@@ -475,6 +507,7 @@ try {
   const f2 = observer.lastEvent('t-', dataB) - f2Start;
   progress.note(`regcred rotation ${(f2 / 1000).toFixed(2)} s (${elapsed()})`);
 
+  settled.regcredChurn = await settle(plane, "regcred's new namespaces", pid);
   const f3 = await churn('c-', { tenant: 'bench' });
   progress.note(
     `regcred new namespaces p50 ${percentile(f3.fromSa, 50).toFixed(1)} ms, p99 ${percentile(f3.fromSa, 99).toFixed(1)} ms; bench event-loop delay max ${f3.benchLoopDelayMs.max.toFixed(1)} ms (${elapsed()})`,
@@ -663,6 +696,7 @@ try {
     regcredNodeFlags: imageNodeFlags(),
     figures,
     raw: {
+      settledMs: settled,
       floor: {
         fanOutMs: floorF1,
         rotationMs: floorF2,

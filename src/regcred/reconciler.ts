@@ -177,7 +177,7 @@ export class Reconciler {
       // A namespace still being reconciled may be writing a copy the caches cannot show yet.
       if (leftovers.size > 0 || (this.inFlight.get(name) ?? 0) > 0) {
         // Nudged, not re-added: a namespace that failed waits out its backoff (no hot loop).
-        for (const ns of leftovers) this.queue.addIfIdle(namespaceKey(name, ns));
+        for (const ns of leftovers) this.queue.addUnlessBackingOff(namespaceKey(name, ns));
         return;
       }
       await this.writeCredential(rc, {
@@ -202,7 +202,7 @@ export class Reconciler {
         if (selection.selection.namespace(ns) === 'selected') targets.add(ns.metadata.name);
       }
     }
-    for (const ns of targets) this.queue.addIfIdle(namespaceKey(name, ns));
+    for (const ns of targets) this.queue.addUnlessBackingOff(namespaceKey(name, ns));
     this.queue.addAfter(statusKey(name), STATUS_DELAY_MS);
     return;
   }

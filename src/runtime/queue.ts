@@ -90,11 +90,12 @@ export class WorkQueue {
   }
 
   /**
-   * Adds `key` only if it is not queued, not being processed and not waiting for a delayed add (a
-   * backoff): for nudges that must not cut a failing key's backoff short.
+   * Adds `key` like `add`, unless it is waiting for a delayed add (a backoff): for nudges that must
+   * not cut a failing key's backoff short. A key being processed runs once more afterwards, as with
+   * `add`, since what it read may already be stale.
    */
-  addIfIdle(key: string): void {
-    if (this.queued.has(key) || this.processing.has(key) || this.delayed.has(key)) return;
+  addUnlessBackingOff(key: string): void {
+    if (this.delayed.has(key)) return;
     this.add(key);
   }
 

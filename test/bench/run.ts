@@ -499,12 +499,14 @@ try {
   progress.note(`CPU during regcred's fan-out: ${JSON.stringify(f1Cpu)}`);
 
   settled.regcredRotation = await settle(plane, "regcred's rotation", pid);
+  const f2Wall = Date.now();
   const f2Start = performance.now();
   await admin.mergePatch(`/api/v1/namespaces/${SOURCE_NS}/secrets/${COPY}`, {
     data: { '.dockerconfigjson': Buffer.from(configB).toString('base64') },
   });
   await observer.until(() => observer.countCopies('t-', dataB) === N, 600_000, 'regcred rotation');
   const f2 = observer.lastEvent('t-', dataB) - f2Start;
+  const f2Regcred = requestsOf(plane, REGCRED_USER, f2Wall, Date.now());
   progress.note(`regcred rotation ${(f2 / 1000).toFixed(2)} s (${elapsed()})`);
 
   settled.regcredChurn = await settle(plane, "regcred's new namespaces", pid);
@@ -714,7 +716,12 @@ try {
       },
       requests: {
         note: 'regcred: its own requests, from the audit log; apiserver: apiserver_request_total, every client',
-        regcred: { fanOut: f1Regcred, idle: idleRegcred, restart: withUnrelated.regcred },
+        regcred: {
+          fanOut: f1Regcred,
+          rotation: f2Regcred,
+          idle: idleRegcred,
+          restart: withUnrelated.regcred,
+        },
         apiserver: { fanOut: f1Delta, idle: idleDelta, restart: withUnrelated.delta },
       },
       restart: { withUnrelated, withoutUnrelated },

@@ -127,16 +127,20 @@ describe('the work queue', () => {
     );
   });
 
-  it('lets addIfIdle leave a key that is queued, running or waiting out a backoff alone', async () => {
+  it('lets addUnlessBackingOff leave a key waiting out a backoff alone, and rerun a running key', async () => {
     q.addRateLimited('a'); // scheduled in 100 ms
-    q.addIfIdle('a');
+    q.addUnlessBackingOff('a');
     expect(q.length).to.equal(0);
     clock.advance(100);
-    expect(await drain(q)).to.deep.equal(['a']);
-    q.addIfIdle('a'); // running now: no second run is queued
-    q.done('a');
+    const running = await q.get();
+    expect(running).to.equal('a');
+    // Running now: what it read may be stale (say, a rotated source), so it runs once more.
+    q.addUnlessBackingOff('a');
     expect(q.length).to.equal(0);
-    q.addIfIdle('b');
+    q.done('a');
+    expect(await drain(q)).to.deep.equal(['a']);
+    q.addUnlessBackingOff('b');
+    q.addUnlessBackingOff('b');
     expect(await drain(q)).to.deep.equal(['b']);
   });
 

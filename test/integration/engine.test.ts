@@ -23,6 +23,7 @@ import {
   createServiceAccount,
   createSource,
   deleteCredential,
+  denySecrets,
   getCredential,
   getSecret,
   installRegcred,
@@ -217,26 +218,7 @@ describe('the engine', function () {
     });
     await waitForReady(t);
     // From now on nobody may delete a Secret in the held namespace.
-    await client.create('/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies', {
-      metadata: { name: t },
-      spec: {
-        failurePolicy: 'Fail',
-        matchConstraints: {
-          resourceRules: [
-            { apiGroups: [''], apiVersions: ['v1'], operations: ['DELETE'], resources: ['secrets'] },
-          ],
-        },
-        validations: [{ expression: 'false', message: 'secrets are held here' }],
-      },
-    });
-    await client.create('/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings', {
-      metadata: { name: t },
-      spec: {
-        policyName: t,
-        validationActions: ['Deny'],
-        matchResources: { namespaceSelector: { matchLabels: { held: t } } },
-      },
-    });
+    const release = await denySecrets(t, 'DELETE', { held: t }, 'secrets are held here');
     await eventually('the policy is in force', async () => {
       const probe = await client.create<{ metadata: { name: string } }>(
         `/api/v1/namespaces/${t}-held/secrets`,
@@ -263,8 +245,7 @@ describe('the engine', function () {
     expect(attempts.length).to.be.within(1, 8);
     expect((await getCredential(t)).metadata.deletionTimestamp).to.be.a('string');
 
-    await client.delete(`/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/${t}`);
-    await client.delete(`/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/${t}`);
+    await release();
     await waitForGone(`${RC_PATH}/${t}`, 90_000);
     expect(await getSecret(`${t}-held`, t)).to.equal(undefined);
     expect(await pullSecretNames(`${t}-held`)).to.deep.equal([]);
@@ -358,26 +339,7 @@ describe('the engine', function () {
     const t = unique('frozen');
     const client = admin();
     // An admission policy that refuses new Secrets in namespaces labelled frozen=<t>.
-    await client.create('/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies', {
-      metadata: { name: t },
-      spec: {
-        failurePolicy: 'Fail',
-        matchConstraints: {
-          resourceRules: [
-            { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['secrets'] },
-          ],
-        },
-        validations: [{ expression: 'false', message: 'secrets are frozen here' }],
-      },
-    });
-    await client.create('/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings', {
-      metadata: { name: t },
-      spec: {
-        policyName: t,
-        validationActions: ['Deny'],
-        matchResources: { namespaceSelector: { matchLabels: { frozen: t } } },
-      },
-    });
+    const thaw = await denySecrets(t, 'CREATE', { frozen: t }, 'secrets are frozen here');
     await createNamespace(`${t}-ok-1`, { tenant: t });
     await createNamespace(`${t}-bad`, { tenant: t, frozen: t });
     await createNamespace(`${t}-ok-2`, { tenant: t });
@@ -401,8 +363,7 @@ describe('the engine', function () {
     expect(await getSecret(`${t}-ok-1`, t)).not.to.equal(undefined);
     expect(await getSecret(`${t}-ok-2`, t)).not.to.equal(undefined);
 
-    await client.delete(`/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/${t}`);
-    await client.delete(`/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/${t}`);
+    await thaw();
     await waitForReady(t, 'True', 'Synced', 90_000);
     expect(await getSecret(`${t}-bad`, t)).not.to.equal(undefined);
     await deleteCredential(t);

@@ -383,3 +383,43 @@ export function countDelta(before: Map<string, number>, after: Map<string, numbe
   }
   return out;
 }
+
+/**
+ * A ValidatingAdmissionPolicy (and its binding, both named `name`) that denies `operation` on
+ * Secrets in namespaces labelled `label`, with `message`. Resolves with its removal. Admission
+ * policies take effect asynchronously: probe before relying on one.
+ */
+export async function denySecrets(
+  name: string,
+  operation: 'CREATE' | 'DELETE',
+  label: Record<string, string>,
+  message: string,
+): Promise<() => Promise<void>> {
+  const client = admin();
+  const policies = '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies';
+  const bindings = '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings';
+  await client.create(policies, {
+    metadata: { name },
+    spec: {
+      failurePolicy: 'Fail',
+      matchConstraints: {
+        resourceRules: [
+          { apiGroups: [''], apiVersions: ['v1'], operations: [operation], resources: ['secrets'] },
+        ],
+      },
+      validations: [{ expression: 'false', message }],
+    },
+  });
+  await client.create(bindings, {
+    metadata: { name },
+    spec: {
+      policyName: name,
+      validationActions: ['Deny'],
+      matchResources: { namespaceSelector: { matchLabels: label } },
+    },
+  });
+  return async () => {
+    await client.delete(`${bindings}/${name}`);
+    await client.delete(`${policies}/${name}`);
+  };
+}

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { CRD_FILE, renderCrd } from '../../src/api/generate.ts';
+import { CRD_FILE, renderCrd } from '../../hack/generate.ts';
 import type { RegistryCredentialSpec, RegistryCredentialStatus } from '../../src/api/v1alpha1.ts';
 import { cluster } from '../support/cluster.ts';
 import {

@@ -11,7 +11,7 @@ import {
   RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
 import { expect } from 'chai';
-import { kubernetesVersion } from '../controlplane/index.ts';
+import { kubernetesVersion } from '../../controlplane/index.ts';
 import { cluster } from '../support/cluster.ts';
 import { eventually } from '../support/wait.ts';
 

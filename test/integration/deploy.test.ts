@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { loadAll } from 'js-yaml';
+import { ControlPlane } from '../../controlplane/index.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
-import { ControlPlane } from '../controlplane/index.ts';
 import { killQuietly, type RegcredProcess, startRegcred } from '../support/processes.ts';
 import { eventually } from '../support/wait.ts';
 import {

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
+import { ControlPlane } from '../../controlplane/index.ts';
 import { classify } from '../../src/runtime/errors.ts';
 import { ApiError } from '../../src/runtime/kube.ts';
-import { ControlPlane } from '../controlplane/index.ts';
 import { cluster } from '../support/cluster.ts';
 import { eventually } from '../support/wait.ts';
 import {

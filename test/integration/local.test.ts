@@ -9,12 +9,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { cleanLeftovers } from '../controlplane/leftovers.ts';
-import { isProcessAlive } from '../controlplane/process.ts';
+import { cleanLeftovers } from '../../controlplane/leftovers.ts';
+import { isProcessAlive } from '../../controlplane/process.ts';
 import { eventually } from '../support/wait.ts';
 
 const run = promisify(execFile);
-const localScript = join(dirname(fileURLToPath(import.meta.url)), '..', 'local.ts');
+const localScript = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'hack', 'local.ts');
 
 interface LocalRun {
   child: ChildProcess;

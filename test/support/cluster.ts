@@ -6,7 +6,7 @@
  * with `cluster()`.
  */
 import type Mocha from 'mocha';
-import { ControlPlane, stopOnInterrupt, streamProgress } from '../controlplane/index.ts';
+import { ControlPlane, stopOnInterrupt, streamProgress } from '../../controlplane/index.ts';
 
 let plane: ControlPlane | undefined;
 let untie: (() => void) | undefined;

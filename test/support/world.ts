@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import winston from 'winston';
+import type { ClientConfig } from '../../controlplane/index.ts';
 import { API_VERSION, PLURAL, type RegistryCredential } from '../../src/api/v1alpha1.ts';
 import { Operator, type OperatorOptions } from '../../src/operator.ts';
 import { ApiError, KubeClient } from '../../src/runtime/kube.ts';
-import type { ClientConfig } from '../controlplane/index.ts';
 import { cluster } from './cluster.ts';
 import { eventually } from './wait.ts';
 

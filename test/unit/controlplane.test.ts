@@ -13,10 +13,10 @@ import {
   missingBinaries,
   resolveBinaries,
   versionLdflags,
-} from '../controlplane/binaries.ts';
-import { ControlPlaneError } from '../controlplane/errors.ts';
-import { Component, isProcessAlive } from '../controlplane/process.ts';
-import { formatDuration, type Progress, streamProgress } from '../controlplane/progress.ts';
+} from '../../controlplane/binaries.ts';
+import { ControlPlaneError } from '../../controlplane/errors.ts';
+import { Component, isProcessAlive } from '../../controlplane/process.ts';
+import { formatDuration, type Progress, streamProgress } from '../../controlplane/progress.ts';
 import { eventually } from '../support/wait.ts';
 
 function recordingProgress(): Progress & { lines: string[] } {

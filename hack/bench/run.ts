@@ -17,9 +17,14 @@ import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs, promisify } from 'node:util';
+import {
+  ControlPlane,
+  kubernetesVersion,
+  stopOnInterrupt,
+  streamProgress,
+} from '../../controlplane/index.ts';
 import { parseSourceSecret } from '../../src/regcred/credential.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
-import { ControlPlane, kubernetesVersion, stopOnInterrupt, streamProgress } from '../controlplane/index.ts';
 import { FLOOR_CONCURRENCY, floorFanOut, floorOwner, floorReactor, floorRotate, parallel } from './floor.ts';
 import { Observer } from './observer.ts';
 import { convergencePlot, type Figure, table, thin } from './report.ts';

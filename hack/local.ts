@@ -12,9 +12,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { loadAll } from 'js-yaml';
+import { ControlPlane, ControlPlaneError, stopOnInterrupt, streamProgress } from '../controlplane/index.ts';
 import { customResourceDefinition } from '../src/api/v1alpha1.ts';
 import { KubeClient } from '../src/runtime/kube.ts';
-import { ControlPlane, ControlPlaneError, stopOnInterrupt, streamProgress } from './controlplane/index.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SAMPLES = join(ROOT, 'config', 'samples');

@@ -1,6 +1,6 @@
 // Builds the Kubernetes components regcred tests against. The one pinned Kubernetes
 // version is the k8s.io/kubernetes require line; the staging replaces follow it
-// (v0.<minor>.<patch>). See test/controlplane/README.md.
+// (v0.<minor>.<patch>). See the README, "The local control plane".
 module regcred.dev/controlplane
 
 go 1.26.0

@@ -7,11 +7,10 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dump } from 'js-yaml';
-import { customResourceDefinition, GROUP, PLURAL } from './v1alpha1.ts';
+import { customResourceDefinition, GROUP, PLURAL } from '../src/api/v1alpha1.ts';
 
 export const CRD_FILE = join(
   dirname(fileURLToPath(import.meta.url)),
-  '..',
   '..',
   'crds',
   `${PLURAL}.${GROUP}.yaml`,

@@ -1,15 +1,18 @@
 /**
  * Finds or builds the four binaries a local control plane runs: kube-apiserver, etcd,
- * kube-controller-manager and kubectl.
+ * kube-controller-manager and kubectl; and the test tool kubelet-creds (`k8s/cmd/kubelet-creds`).
  *
  * Guarantees:
  * - `KUBEBUILDER_ASSETS` is used when it holds all four; otherwise the reason is logged and the
  *   binaries are built from the Go module in `./k8s` into a cache outside the repository,
  *   `$XDG_CACHE_HOME/regcred/k8s/<version>/bin` (default `~/.cache/...`), and reused afterwards.
+ *   Test tools are always taken from (and built into) that cache, on first use.
  * - The Kubernetes version is read from `k8s/go.mod` (its one pinned place).
  * - Concurrent first builds are safe: one process builds under a lock directory, the others wait;
  *   every binary is written to a temporary name and renamed into place, so a binary in the cache is
- *   always complete. A `build-info.json` written last marks the cache valid for that exact go.mod/go.sum.
+ *   always complete. A `build-info.json` written last marks the cache valid: it
+ *   holds each binary's fingerprint, go.mod and go.sum plus, for the module's own commands, their
+ *   sources. A binary whose fingerprint changed is rebuilt, alone.
  *
  * Errors: missing Go, a failed build, or a lock held too long each throw a `ControlPlaneError`
  * naming the cause and the log to read.
@@ -17,9 +20,9 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { access, constants, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlPlaneError } from './errors.ts';
 import { isProcessAlive } from './process.ts';
@@ -36,16 +39,26 @@ export interface Binaries {
   origin: string;
 }
 
-const COMPONENTS = [
-  { key: 'kubeApiserver', name: 'kube-apiserver', pkg: 'k8s.io/kubernetes/cmd/kube-apiserver' },
-  {
-    key: 'kubeControllerManager',
-    name: 'kube-controller-manager',
-    pkg: 'k8s.io/kubernetes/cmd/kube-controller-manager',
-  },
-  { key: 'kubectl', name: 'kubectl', pkg: 'k8s.io/kubernetes/cmd/kubectl' },
-  { key: 'etcd', name: 'etcd', pkg: 'go.etcd.io/etcd/server/v3' },
-] as const;
+/** A binary built from the Go module; `source` is the folder of one of the module's own commands. */
+interface Component {
+  name: string;
+  pkg: string;
+  source?: string;
+}
+
+const COMPONENTS: readonly Component[] = [
+  { name: 'kube-apiserver', pkg: 'k8s.io/kubernetes/cmd/kube-apiserver' },
+  { name: 'kube-controller-manager', pkg: 'k8s.io/kubernetes/cmd/kube-controller-manager' },
+  { name: 'kubectl', pkg: 'k8s.io/kubernetes/cmd/kubectl' },
+  { name: 'etcd', pkg: 'go.etcd.io/etcd/server/v3' },
+];
+
+/** Reads pull Secrets with kubelet's code; see `k8s/cmd/kubelet-creds/main.go`. */
+const KUBELET_CREDS: Component = {
+  name: 'kubelet-creds',
+  pkg: './cmd/kubelet-creds',
+  source: 'cmd/kubelet-creds',
+};
 
 /** The Kubernetes version pinned by the `k8s.io/kubernetes` require line of `k8s/go.mod`. */
 export async function kubernetesVersion(goModDir = GO_MODULE_DIR): Promise<string> {
@@ -59,10 +72,10 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'regcred', 'k8s');
 }
 
-/** The binary names missing from `dir`, empty when all four are there and executable. */
-export async function missingBinaries(dir: string): Promise<string[]> {
+/** The binary names missing from `dir`, empty when all four (or `components`) are there and executable. */
+export async function missingBinaries(dir: string, components = COMPONENTS): Promise<string[]> {
   const missing: string[] = [];
-  for (const c of COMPONENTS) {
+  for (const c of components) {
     try {
       await access(join(dir, c.name), constants.X_OK);
     } catch {
@@ -100,9 +113,21 @@ export function versionLdflags(version: string): string {
   return `-s -w ${flags.join(' ')}`;
 }
 
-async function moduleFingerprint(goModDir: string): Promise<string> {
+/** What a binary is built from: go.mod and go.sum, and the files of `source` for the module's own. */
+export async function fingerprint(goModDir: string, source?: string): Promise<string> {
   const hash = createHash('sha256');
   for (const f of ['go.mod', 'go.sum']) hash.update(await readFile(join(goModDir, f)));
+  if (source) {
+    const root = join(goModDir, source);
+    const files = (await readdir(root, { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isFile())
+      .map((e) => relative(root, join(e.parentPath, e.name)))
+      .sort();
+    for (const f of files) {
+      const content = await readFile(join(root, f));
+      hash.update(`\0${f}\0${content.length}\0`).update(content);
+    }
+  }
   return hash.digest('hex');
 }
 
@@ -112,12 +137,9 @@ interface ResolveOptions {
   goModDir?: string;
 }
 
-/** Returns usable binaries, building them on first use. */
-export async function resolveBinaries({
-  progress,
-  env = process.env,
-  goModDir = GO_MODULE_DIR,
-}: ResolveOptions): Promise<Binaries> {
+/** Returns usable control plane binaries, building them on first use. */
+export async function resolveBinaries(options: ResolveOptions): Promise<Binaries> {
+  const { progress, env = process.env } = options;
   const assets = env.KUBEBUILDER_ASSETS;
   if (assets) {
     const missing = await missingBinaries(assets);
@@ -127,36 +149,83 @@ export async function resolveBinaries({
         'kube-controller-manager, which regcred needs for ServiceAccounts and namespace deletion); building instead',
     );
   }
+  const binDir = await ensureBuilt(COMPONENTS, options);
+  return binariesIn(binDir, binDir);
+}
+
+/** The path of kubelet-creds, built into the cache on first use (`KUBEBUILDER_ASSETS` has no say). */
+export async function resolveKubeletCreds(options: ResolveOptions): Promise<string> {
+  return join(await ensureBuilt([KUBELET_CREDS], options), KUBELET_CREDS.name);
+}
+
+/** Builds those of `components` whose cached binary is missing or stale; returns the bin folder. */
+async function ensureBuilt(
+  components: readonly Component[],
+  { progress, env = process.env, goModDir = GO_MODULE_DIR }: ResolveOptions,
+): Promise<string> {
   const version = await kubernetesVersion(goModDir);
   const versionDir = join(cacheRoot(env), version);
   const binDir = join(versionDir, 'bin');
-  const fingerprint = await moduleFingerprint(goModDir);
-  if (await cacheIsValid(versionDir, fingerprint)) return binariesIn(binDir, binDir);
+  const wanted = new Map<string, string>();
+  for (const c of components) wanted.set(c.name, await fingerprint(goModDir, c.source));
+  if ((await staleComponents(versionDir, components, wanted)).length === 0) return binDir;
 
   await mkdir(versionDir, { recursive: true });
   const release = await acquireLock(join(versionDir, 'build.lock'), progress);
   try {
     // Another process may have finished the build while this one waited for the lock.
-    if (!(await cacheIsValid(versionDir, fingerprint))) {
-      await build({ version, binDir, logPath: join(versionDir, 'build.log'), goModDir, progress, env });
+    const stale = await staleComponents(versionDir, components, wanted);
+    if (stale.length > 0) {
+      await build({
+        version,
+        components: stale,
+        binDir,
+        logPath: join(versionDir, 'build.log'),
+        goModDir,
+        progress,
+        env,
+      });
+      const info = await readBuildInfo(versionDir);
+      const binaries = { ...info.binaries };
+      for (const c of stale) binaries[c.name] = wanted.get(c.name);
+      // `...info` keeps an older cache's `fingerprint`, still true for the binaries not rebuilt.
       await writeFile(
         join(versionDir, 'build-info.json'),
-        `${JSON.stringify({ version, fingerprint }, null, 2)}\n`,
+        `${JSON.stringify({ ...info, version, binaries }, null, 2)}\n`,
       );
     }
   } finally {
     await release();
   }
-  return binariesIn(binDir, binDir);
+  return binDir;
 }
 
-async function cacheIsValid(versionDir: string, fingerprint: string): Promise<boolean> {
+interface BuildInfo {
+  /** Binary name → the fingerprint it was built from. */
+  binaries?: Record<string, string | undefined>;
+  /** Before per-binary fingerprints: go.mod and go.sum's, for every binary in the folder. */
+  fingerprint?: string;
+}
+
+async function readBuildInfo(versionDir: string): Promise<BuildInfo> {
   try {
-    const info = JSON.parse(await readFile(join(versionDir, 'build-info.json'), 'utf8'));
-    return info.fingerprint === fingerprint && (await missingBinaries(join(versionDir, 'bin'))).length === 0;
+    return JSON.parse(await readFile(join(versionDir, 'build-info.json'), 'utf8'));
   } catch {
-    return false;
+    return {};
   }
+}
+
+/** The components whose binary is missing from the cache or was built from other sources. */
+async function staleComponents(
+  versionDir: string,
+  components: readonly Component[],
+  wanted: Map<string, string>,
+): Promise<Component[]> {
+  const info = await readBuildInfo(versionDir);
+  const missing = new Set(await missingBinaries(join(versionDir, 'bin'), components));
+  return components.filter(
+    (c) => missing.has(c.name) || (info.binaries?.[c.name] ?? info.fingerprint) !== wanted.get(c.name),
+  );
 }
 
 const LOCK_WAIT_MS = 60 * 60 * 1000;
@@ -192,6 +261,7 @@ export async function acquireLock(lockDir: string, progress: Progress): Promise<
 
 interface BuildOptions {
   version: string;
+  components: readonly Component[];
   binDir: string;
   logPath: string;
   goModDir: string;
@@ -199,18 +269,26 @@ interface BuildOptions {
   env: NodeJS.ProcessEnv;
 }
 
-async function build({ version, binDir, logPath, goModDir, progress, env }: BuildOptions): Promise<void> {
+async function build({
+  version,
+  components,
+  binDir,
+  logPath,
+  goModDir,
+  progress,
+  env,
+}: BuildOptions): Promise<void> {
   await mkdir(binDir, { recursive: true });
   const goEnv = { ...env, CGO_ENABLED: '0' };
   await checkGo(goEnv, goModDir);
   const log = createWriteStream(logPath, { flags: 'w' });
   const started = Date.now();
-  progress.note(
-    `building Kubernetes ${version} control plane binaries into ${binDir} (first run only; ≈ 8 min on 2 cores)`,
-  );
+  const names = components.map((c) => c.name).join(', ');
+  const estimate = components.includes(COMPONENTS[0]!) ? ' (first run only; ≈ 8 min on 2 cores)' : '';
+  progress.note(`building ${names} (Kubernetes ${version}) into ${binDir}${estimate}`);
   try {
-    for (const [i, c] of COMPONENTS.entries()) {
-      const label = `${c.name} (${i + 1}/${COMPONENTS.length})`;
+    for (const [i, c] of components.entries()) {
+      const label = `${c.name} (${i + 1}/${components.length})`;
       const flags = ['-trimpath', '-ldflags', versionLdflags(version)];
       const tmp = join(binDir, `.${c.name}.${process.pid}.tmp`);
       let compiled = 0;

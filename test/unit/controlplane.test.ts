@@ -8,10 +8,12 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import {
   acquireLock,
+  fingerprint,
   GO_MODULE_DIR,
   kubernetesVersion,
   missingBinaries,
   resolveBinaries,
+  resolveKubeletCreds,
   versionLdflags,
 } from '../../controlplane/binaries.ts';
 import { ControlPlaneError } from '../../controlplane/errors.ts';
@@ -108,6 +110,111 @@ describe('control plane binaries', () => {
     expect(err.message).to.contain(logPath);
     expect(await readFile(logPath, 'utf8')).to.contain('go.sum');
     expect(await missingBinaries(join(cache, 'regcred', 'k8s', 'v1.36.3', 'bin'))).to.have.length(4);
+  });
+});
+
+/**
+ * A Go module and a `go` that "builds" a package by writing a script to `-o` and logging the
+ * package, so the cache's bookkeeping is tested without compiling anything.
+ */
+async function fakeGoModule(): Promise<{
+  module: string;
+  env: NodeJS.ProcessEnv;
+  built: () => Promise<string[]>;
+}> {
+  const module = await tempDir();
+  await writeFile(join(module, 'go.mod'), 'module fake\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes v1.36.3\n');
+  await writeFile(join(module, 'go.sum'), '');
+  await mkdir(join(module, 'cmd', 'kubelet-creds'), { recursive: true });
+  await writeFile(join(module, 'cmd', 'kubelet-creds', 'main.go'), 'package main\n');
+  const bin = await tempDir();
+  const log = join(bin, 'built.log');
+  await writeFile(
+    join(bin, 'go'),
+    `#!/bin/sh
+[ "$1" = build ] || exit 0
+for a; do [ "$prev" = -o ] && out=$a; prev=$a; done
+echo "$prev" >> ${log}
+printf '#!/bin/sh\\n' > "$out" && chmod +x "$out"
+`,
+  );
+  await chmod(join(bin, 'go'), 0o755);
+  return {
+    module,
+    env: { XDG_CACHE_HOME: await tempDir(), PATH: `${bin}:/usr/bin:/bin` },
+    built: async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean),
+  };
+}
+
+describe('the binary cache', () => {
+  it('builds kubelet-creds into the cache even when KUBEBUILDER_ASSETS serves the control plane', async () => {
+    const { module, env, built } = await fakeGoModule();
+    const assets = await tempDir();
+    await fakeBinaries(assets, ['kube-apiserver', 'etcd', 'kube-controller-manager', 'kubectl']);
+    const options = {
+      progress: recordingProgress(),
+      goModDir: module,
+      env: { ...env, KUBEBUILDER_ASSETS: assets },
+    };
+    expect((await resolveBinaries(options)).kubectl).to.equal(join(assets, 'kubectl'));
+    const path = await resolveKubeletCreds(options);
+    expect(path).to.equal(join(env.XDG_CACHE_HOME!, 'regcred', 'k8s', 'v1.36.3', 'bin', 'kubelet-creds'));
+    expect(await resolveKubeletCreds(options)).to.equal(path);
+    expect(await built()).to.deep.equal(['./cmd/kubelet-creds']);
+    expect(options.progress.lines[0]).to.match(/^building kubelet-creds \(Kubernetes v1\.36\.3\) into /);
+  });
+
+  it('rebuilds kubelet-creds alone when its sources change, everything when go.mod does', async () => {
+    const { module, env, built } = await fakeGoModule();
+    const options = { progress: recordingProgress(), goModDir: module, env };
+    await resolveBinaries(options);
+    await resolveKubeletCreds(options);
+    const controlPlane = [
+      'k8s.io/kubernetes/cmd/kube-apiserver',
+      'k8s.io/kubernetes/cmd/kube-controller-manager',
+      'k8s.io/kubernetes/cmd/kubectl',
+      'go.etcd.io/etcd/server/v3',
+    ];
+    expect(await built()).to.deep.equal([...controlPlane, './cmd/kubelet-creds']);
+
+    await writeFile(join(module, 'cmd', 'kubelet-creds', 'main.go'), 'package main // changed\n');
+    await resolveBinaries(options);
+    await resolveKubeletCreds(options);
+    expect(await built()).to.have.length(6);
+    expect((await built())[5]).to.equal('./cmd/kubelet-creds');
+
+    await writeFile(join(module, 'go.sum'), 'changed\n');
+    await resolveBinaries(options);
+    await resolveKubeletCreds(options);
+    expect((await built()).slice(6)).to.deep.equal([...controlPlane, './cmd/kubelet-creds']);
+  });
+
+  it('keeps a cache written before per-binary fingerprints for the binaries it holds', async () => {
+    const { module, env, built } = await fakeGoModule();
+    const versionDir = join(env.XDG_CACHE_HOME!, 'regcred', 'k8s', 'v1.36.3');
+    await mkdir(join(versionDir, 'bin'), { recursive: true });
+    await fakeBinaries(join(versionDir, 'bin'), [
+      'kube-apiserver',
+      'etcd',
+      'kube-controller-manager',
+      'kubectl',
+    ]);
+    const legacy = { version: 'v1.36.3', fingerprint: await fingerprint(module) };
+    await writeFile(join(versionDir, 'build-info.json'), JSON.stringify(legacy));
+    const options = { progress: recordingProgress(), goModDir: module, env };
+    await resolveBinaries(options);
+    await resolveKubeletCreds(options);
+    await resolveBinaries(options);
+    expect(await built()).to.deep.equal(['./cmd/kubelet-creds']);
+  });
+
+  it("fingerprints the sources of the module's own commands, subfolders included", async () => {
+    const { module } = await fakeGoModule();
+    const before = await fingerprint(module, 'cmd/kubelet-creds');
+    expect(await fingerprint(module)).to.not.equal(before);
+    await mkdir(join(module, 'cmd', 'kubelet-creds', 'internal'));
+    await writeFile(join(module, 'cmd', 'kubelet-creds', 'internal', 'x.go'), 'package internal\n');
+    expect(await fingerprint(module, 'cmd/kubelet-creds')).to.not.equal(before);
   });
 });
 

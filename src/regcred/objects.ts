@@ -14,6 +14,12 @@ export const CREDENTIAL_LABEL = 'regcred.dev/credential';
 export const CREDENTIAL_ANNOTATION = 'regcred.dev/credential';
 export const SOURCE_ANNOTATION = 'regcred.dev/source';
 /**
+ * On a copy: the source resourceVersion whose credential regcred last wrote into it. A copy whose
+ * data differs from the source although it records the current version was changed by someone
+ * else (drift); one that records an older version follows a rotation.
+ */
+export const SOURCE_VERSION_ANNOTATION = 'regcred.dev/source-resource-version';
+/**
  * On a ServiceAccount: a JSON object `{"<imagePullSecrets entry name>": "<RegistryCredential>"}`
  * recording the entries regcred added, so that it removes only those.
  */
@@ -21,7 +27,12 @@ export const PULL_SECRETS_ANNOTATION = 'regcred.dev/image-pull-secrets';
 export const FINALIZER = 'regcred.dev/cleanup';
 export const COPY_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`;
 
-const OUR_ANNOTATIONS = new Set([CREDENTIAL_ANNOTATION, SOURCE_ANNOTATION, PULL_SECRETS_ANNOTATION]);
+const OUR_ANNOTATIONS = new Set([
+  CREDENTIAL_ANNOTATION,
+  SOURCE_ANNOTATION,
+  SOURCE_VERSION_ANNOTATION,
+  PULL_SECRETS_ANNOTATION,
+]);
 
 export interface Namespace {
   metadata: Pick<ObjectMeta, 'name' | 'uid' | 'resourceVersion' | 'labels' | 'deletionTimestamp'>;

@@ -22,6 +22,7 @@ import {
   type Secret,
   type ServiceAccount,
   SOURCE_ANNOTATION,
+  SOURCE_VERSION_ANNOTATION,
 } from './objects.ts';
 import { compileGlobs, compileSelector } from './selector.ts';
 
@@ -124,8 +125,11 @@ function ourAnnotations(rc: RegistryCredential): Record<string, string> {
   return { [CREDENTIAL_ANNOTATION]: rc.metadata.name, [SOURCE_ANNOTATION]: `${namespace}/${name}` };
 }
 
-/** A new copy, built from scratch: regcred's own metadata only, never the source's. */
-export function newCopy(rc: RegistryCredential, namespace: string, dataBase64: string) {
+/**
+ * A new copy, built from scratch: regcred's own metadata only, never the source's. `version` is
+ * the source version whose credential `dataBase64` is (see SOURCE_VERSION_ANNOTATION).
+ */
+export function newCopy(rc: RegistryCredential, namespace: string, dataBase64: string, version?: string) {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -133,7 +137,7 @@ export function newCopy(rc: RegistryCredential, namespace: string, dataBase64: s
       name: secretNameOf(rc),
       namespace,
       labels: ourLabels(rc),
-      annotations: ourAnnotations(rc),
+      annotations: { ...ourAnnotations(rc), ...(version ? { [SOURCE_VERSION_ANNOTATION]: version } : {}) },
       ownerReferences: [ownerReferenceTo(rc)],
     },
     type: DOCKER_CONFIG_JSON,
@@ -145,8 +149,10 @@ export function newCopy(rc: RegistryCredential, namespace: string, dataBase64: s
  * The merge patch that makes `existing` a correct copy (restoring drift, or adopting it), or
  * `undefined` when it already is one. Labels, annotations and ownerReferences that others added
  * stay; data keys other than `.dockerconfigjson` are removed. With `dataBase64` undefined (no
- * valid source right now) the data is left as it is. The patch carries the resourceVersion it was
- * computed from, so it fails with a conflict if the Secret changed meanwhile.
+ * valid source right now) the data is left as it is; when the data is written, `version` (the
+ * source version it comes from) is recorded with it, and only then: a version change alone writes
+ * nothing. The patch carries the resourceVersion it was computed from, so it fails with a conflict
+ * if the Secret changed meanwhile.
  */
 export interface CopyPatch {
   metadata: {
@@ -162,12 +168,12 @@ export function copyPatch(
   existing: Secret,
   rc: RegistryCredential,
   dataBase64: string | undefined,
+  version?: string,
 ): CopyPatch | undefined {
   const metadata: Omit<CopyPatch['metadata'], 'resourceVersion'> = {};
   const labels = changed(existing.metadata.labels, ourLabels(rc));
   if (labels) metadata.labels = labels;
-  const annotations = changed(existing.metadata.annotations, ourAnnotations(rc));
-  if (annotations) metadata.annotations = annotations;
+  let annotations = changed(existing.metadata.annotations, ourAnnotations(rc));
   // Exactly one RegistryCredential owns a copy: taking one over drops the previous one's reference.
   const refs = existing.metadata.ownerReferences ?? [];
   const kept = refs.filter((r) => !isCredentialReference(r) || r.uid === rc.metadata.uid);
@@ -182,6 +188,13 @@ export function copyPatch(
     if (existing.data?.[DATA_KEY] !== dataBase64) data[DATA_KEY] = dataBase64;
   }
   const dataChanged = Object.keys(data).length > 0;
+  if (
+    data[DATA_KEY] !== undefined &&
+    version &&
+    existing.metadata.annotations?.[SOURCE_VERSION_ANNOTATION] !== version
+  )
+    annotations = { ...annotations, [SOURCE_VERSION_ANNOTATION]: version };
+  if (annotations) metadata.annotations = annotations;
   if (Object.keys(metadata).length === 0 && !dataChanged) return undefined;
   return {
     metadata: { ...metadata, resourceVersion: existing.metadata.resourceVersion },

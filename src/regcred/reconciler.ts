@@ -38,8 +38,10 @@ import {
   projectServiceAccount,
   type Secret,
   type ServiceAccount,
+  SOURCE_VERSION_ANNOTATION,
 } from './objects.ts';
 import {
+  addedEntries,
   compileSelection,
   copyPatch,
   DATA_KEY,
@@ -299,7 +301,7 @@ export class Reconciler {
   ): Promise<NamespaceResult> {
     const secretName = secretNameOf(rc);
     const source = this.sources.stateOf(rc);
-    const dataBase64 = source.valid ? source.dataBase64 : undefined;
+    const data = source.valid ? { base64: source.dataBase64!, version: source.contentVersion! } : undefined;
     const copies = this.caches.copies
       .byIndex('namespace', nsName)
       .filter((c) => ownershipOf(c, rc).kind === 'ours');
@@ -319,7 +321,7 @@ export class Reconciler {
           patched: 0,
         };
       } else {
-        const copy = await this.ensureCopy(rc, nsName, secretName, dataBase64, reconcileId);
+        const copy = await this.ensureCopy(rc, nsName, secretName, data, reconcileId);
         copyReady = copy.ready;
         outcome = copy.outcome;
       }
@@ -421,14 +423,16 @@ export class Reconciler {
   /**
    * Makes the copy at `secretName` correct. Returns whether it now exists as regcred's, and an
    * outcome when it cannot (conflict, or no usable source for a copy that does not exist yet).
+   * `data` is the source's credential and the version it comes from, when the source is usable.
    */
   private async ensureCopy(
     rc: RegistryCredential,
     nsName: string,
     secretName: string,
-    dataBase64: string | undefined,
+    data: { base64: string; version: string } | undefined,
     reconcileId: string,
   ): Promise<{ ready: boolean; outcome?: NamespaceResult }> {
+    const dataBase64 = data?.base64;
     const knownKey = `${rc.metadata.name}/${nsName}`;
     const cacheKey = `${nsName}/${secretName}`;
     /** The version the cache holds now: every write-through below is based on it. */
@@ -438,13 +442,24 @@ export class Reconciler {
     if (!existing) {
       if (dataBase64 === undefined) return { ready: false, outcome: { state: 'waiting', patched: 0 } };
       try {
-        const created = await this.limiter.run(() =>
-          this.client.create<unknown>(
-            `/api/v1/namespaces/${nsName}/secrets`,
-            newCopy(rc, nsName, dataBase64),
+        const recreated = this.hadCopy(rc, nsName, secretName);
+        const created = projectSecret(
+          await this.limiter.run(() =>
+            this.client.create<unknown>(
+              `/api/v1/namespaces/${nsName}/secrets`,
+              newCopy(rc, nsName, dataBase64, data?.version),
+            ),
           ),
         );
-        this.caches.copies.writeThrough(projectSecret(created), undefined);
+        this.caches.copies.writeThrough(created, undefined);
+        if (recreated) {
+          this.events.record(
+            refTo(created),
+            'Warning',
+            'DriftRestored',
+            `recreated by RegistryCredential ${rc.metadata.name} after it was deleted`,
+          );
+        }
         return { ready: true };
       } catch (err) {
         if (classify(err).kind !== 'alreadyExists') throw err;
@@ -456,7 +471,7 @@ export class Reconciler {
       existing = await this.readSecret(nsName, secretName);
       if (!existing) {
         this.known.delete(knownKey);
-        return this.ensureCopy(rc, nsName, secretName, dataBase64, reconcileId);
+        return this.ensureCopy(rc, nsName, secretName, data, reconcileId);
       }
     }
 
@@ -489,7 +504,7 @@ export class Reconciler {
       }
     }
 
-    const patch = copyPatch(existing, rc, dataBase64);
+    const patch = copyPatch(existing, rc, dataBase64, data?.version);
     if (!patch) return { ready: true };
     const dataChanged =
       patch.data !== undefined &&
@@ -505,7 +520,7 @@ export class Reconciler {
       // Deleted meanwhile: forget it and create it again.
       this.caches.copies.deleteThrough(cacheKey, cachedRv);
       this.known.delete(knownKey);
-      return this.ensureCopy(rc, nsName, secretName, dataBase64, reconcileId);
+      return this.ensureCopy(rc, nsName, secretName, data, reconcileId);
     }
     this.caches.copies.writeThrough(projectSecret(updated), cachedRv);
     this.known.delete(knownKey);
@@ -523,7 +538,9 @@ export class Reconciler {
         'Adopted',
         `taken over from RegistryCredential ${ownership.name} by ${rc.metadata.name}, the older claimant`,
       );
-    } else if (dataChanged && this.isRotation(rc)) {
+    } else if (dataChanged && existing.metadata.annotations?.[SOURCE_VERSION_ANNOTATION] !== data?.version) {
+      // Written from an older source version: a rotation. (Recording the current one, yet holding
+      // other data, it was changed by someone else: drift, below.)
       this.rotated.add(rc.metadata.name);
     } else if (patch.data || patch.metadata.labels || patch.metadata.ownerReferences) {
       // Someone changed what regcred owns here (its own annotations following a spec change are routine).
@@ -551,10 +568,18 @@ export class Reconciler {
     );
   }
 
-  /** A data change is a rotation when the source moved on since the last fully propagated version. */
-  private isRotation(rc: RegistryCredential): boolean {
-    const state = this.sources.stateOf(rc);
-    return state.valid && state.resourceVersion !== rc.status?.sourceResourceVersion;
+  /**
+   * Whether regcred held this copy here before (so a missing one was deleted: drift): its last
+   * result for the namespace, on the current spec, was synced, or a ServiceAccount there still
+   * carries the entry regcred recorded for it (which survives a restart).
+   */
+  private hadCopy(rc: RegistryCredential, nsName: string, secretName: string): boolean {
+    const last = this.results.get(rc.metadata.name)?.get(nsName);
+    if (last?.result.state === 'synced' && last.basis.startsWith(`${rc.metadata.generation ?? 0}/`))
+      return true;
+    return this.caches.serviceAccounts
+      .byIndex('namespace', nsName)
+      .some((sa) => addedEntries(sa)[secretName] === rc.metadata.name);
   }
 
   private async readSecret(namespace: string, name: string): Promise<Secret | undefined> {

@@ -160,6 +160,33 @@ describe('bad input', function () {
     await deleteCredential(`${t}-basic`);
   });
 
+  it('refuses a dockercfg source that holds a dockerconfigjson document, saying what to do, with a Warning', async () => {
+    // kubelet reads it as one registry named "auths": valid to kubelet, and useless.
+    const t = unique('cfg-auths');
+    await createNamespace(t);
+    await createSource(t, {
+      type: 'kubernetes.io/dockercfg',
+      data: { '.dockercfg': b64(dockerConfig('registry.example.com', 'bot', 'pw-mistyped')) },
+    });
+    await createCredential(t, {
+      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
+      namespaces: { names: [t] },
+    });
+    const rc = await waitForReady(t, 'False', 'SourceInvalid');
+    const sourceValid = condition(rc, 'SourceValid');
+    expect(sourceValid).to.include({ status: 'False', reason: 'SourceWrongType' });
+    expect(sourceValid?.message)
+      .to.contain('holds a kubernetes.io/dockerconfigjson document')
+      .and.contain('recreate the Secret with type kubernetes.io/dockerconfigjson');
+    await eventually('a Warning Event on the RegistryCredential names the mistake', async () =>
+      (await warningsAbout(t)).some((e) =>
+        /holds a kubernetes\.io\/dockerconfigjson document/.test(e.message),
+      ),
+    );
+    await expectNothingWritten(t, [t]);
+    await deleteCredential(t);
+  });
+
   it('keeps the last good copies unchanged while the source is malformed, and converges once it is fixed', async () => {
     const t = unique('malformed');
     await createSource(t, {

@@ -11,6 +11,7 @@ import {
   MANAGED_BY_LABEL,
   PULL_SECRETS_ANNOTATION,
   SOURCE_ANNOTATION,
+  SOURCE_VERSION_ANNOTATION,
 } from '../../src/regcred/objects.ts';
 import { eventually } from '../support/wait.ts';
 import {
@@ -259,6 +260,7 @@ describe('rotation and drift', function () {
     expect(restored.metadata.annotations).to.deep.equal({
       [CREDENTIAL_ANNOTATION]: t,
       [SOURCE_ANNOTATION]: `${SOURCE_NAMESPACE}/${t}`,
+      [SOURCE_VERSION_ANNOTATION]: original.metadata.annotations?.[SOURCE_VERSION_ANNOTATION],
       'example.com/owner': 'team-payments',
     });
     expect(restored.data).to.deep.equal(original.data);
@@ -290,8 +292,64 @@ describe('rotation and drift', function () {
     expect(passwordIn(recreated)).to.equal('pw-recreate');
     expect(recreated.metadata.ownerReferences?.map((r) => r.uid)).to.deep.equal([rc.metadata.uid]);
     expect(await pullSecretNames(t)).to.deep.equal([t]);
+    // Deleting regcred's copy is drift too: reported on the new copy, and not a rotation.
+    const warning = await eventually('a DriftRestored event is recorded about the recreated copy', async () =>
+      (await eventsAbout(t, t)).find((e) => e.reason === 'DriftRestored'),
+    );
+    expect(warning.type).to.equal('Warning');
+    expect(warning.message).to.contain('deleted');
     await waitForStatus(t, 'still synced', (s) => s.synced === '1/1');
-    await waitForReady(t);
+    const ready = await waitForReady(t);
+    expect(ready.status?.lastRotationTime).to.equal(undefined);
+    await deleteCredential(t);
+  });
+
+  it('tells drift from rotation by the source version on the copy, even while the fan-out cannot finish', async () => {
+    // One namespace holds someone else's Secret of that name, so the credential never reaches every
+    // namespace and its status never records a propagated source version.
+    const t = unique('drift-stuck');
+    const [good, taken] = [`${t}-a`, `${t}-b`];
+    await createSource(t, { data: credentialData('pw-one') });
+    await createNamespace(good);
+    await createNamespace(taken);
+    await admin().create(`/api/v1/namespaces/${taken}/secrets`, {
+      metadata: { name: t },
+      type: 'Opaque',
+      data: { note: b64('not a copy') },
+    });
+    await createCredential(t, {
+      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
+      namespaces: { names: [good, taken] },
+    });
+    await waitForReady(t, 'False', 'Conflicts');
+    // A change of the source's labels moves its resourceVersion, not its credential.
+    await admin().mergePatch(`/api/v1/namespaces/${SOURCE_NAMESPACE}/secrets/${t}`, {
+      metadata: { labels: { 'example.com/audited': 'yes' } },
+    });
+    const before = (await getSecret(good, t))!;
+    expect((await getCredential(t)).status?.sourceResourceVersion).to.equal(undefined);
+
+    await admin().mergePatch(`/api/v1/namespaces/${good}/secrets/${t}`, {
+      data: { '.dockerconfigjson': b64(dockerConfig(REGISTRY, 'mallory', 'pw-evil')) },
+    });
+    await eventually('the edited copy is restored', async () =>
+      passwordIn(await getSecret(good, t)) === 'pw-one' ? true : undefined,
+    );
+    const warning = await eventually('the edit is reported as drift', async () =>
+      (await eventsAbout(good, t)).find((e) => e.reason === 'DriftRestored'),
+    );
+    expect(warning.type).to.equal('Warning');
+
+    // A real rotation is still a rotation, and drift nowhere.
+    await updateSource(t, credentialData('pw-two'));
+    const rotated = await eventually('the copy follows the rotation', async () => {
+      const copy = await getSecret(good, t);
+      return passwordIn(copy) === 'pw-two' ? copy : undefined;
+    });
+    expect(rotated.metadata.annotations?.[SOURCE_VERSION_ANNOTATION]).to.not.equal(
+      before.metadata.annotations?.[SOURCE_VERSION_ANNOTATION],
+    );
+    expect((await eventsAbout(good, t)).filter((e) => e.reason === 'DriftRestored')).to.have.length(1);
     await deleteCredential(t);
   });
 

@@ -220,6 +220,22 @@ describe('copies', () => {
     });
   });
 
+  it('records the source version with the data it writes, and never writes for the version alone', () => {
+    const version = 'regcred.dev/source-resource-version';
+    expect(newCopy(rc, 'a', 'REFUQQ==', '41').metadata.annotations).to.include({ [version]: '41' });
+    const stale = asCached(
+      { annotations: { ...fresh.metadata.annotations, [version]: '40' } },
+      { '.dockerconfigjson': 'b2xk' },
+    );
+    expect(copyPatch(stale, rc, 'REFUQQ==', '41')).to.deep.equal({
+      metadata: { annotations: { [version]: '41' }, resourceVersion: '3' },
+      data: { '.dockerconfigjson': 'REFUQQ==' },
+    });
+    // Same credential, newer source version (its labels changed): nothing to write.
+    const current = asCached({ annotations: { ...fresh.metadata.annotations, [version]: '40' } });
+    expect(copyPatch(current, rc, 'REFUQQ==', '41')).to.equal(undefined);
+  });
+
   it('leaves the data alone when there is no usable source, but still restores its labels', () => {
     const patch = copyPatch(asCached({ labels: {} }, { '.dockerconfigjson': 'b2xk' }), rc, undefined);
     expect(patch).to.deep.equal({

@@ -1,4 +1,4 @@
-export { type Binaries, kubernetesVersion, resolveBinaries } from './binaries.ts';
+export { type Binaries, kubernetesVersion, resolveBinaries, resolveKubeletCreds } from './binaries.ts';
 export { type ClientConfig, ControlPlane, type StartOptions } from './controlplane.ts';
 export { ControlPlaneError } from './errors.ts';
 export { stopOnInterrupt } from './interrupt.ts';

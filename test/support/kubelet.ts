@@ -3,8 +3,7 @@
  * built into the control plane cache on first use. Tests compare regcred's reading with it.
  */
 import { spawn } from 'node:child_process';
-import { resolveKubeletCreds } from '../../controlplane/binaries.ts';
-import { streamProgress } from '../../controlplane/progress.ts';
+import { resolveKubeletCreds, streamProgress } from '../../controlplane/index.ts';
 
 /** A Secret as the API carries it: `data` values in base64. */
 export interface SecretInput {

@@ -56,6 +56,9 @@ export interface OperatorOptions {
   metrics?: Metrics;
 }
 
+/** What the missing-CRD error tells the user to run (from the repository root); a test runs it. */
+export const INSTALL_CRD_HINT = 'kubectl apply -f crds/';
+
 export class CrdMissingError extends Error {
   override name = 'CrdMissingError';
 }
@@ -246,7 +249,7 @@ export class Operator {
       if (classify(err).kind === 'notFound') {
         throw new CrdMissingError(
           `the RegistryCredential CRD (${PLURAL}.regcred.dev) is not installed on ${this.options.client.server}; ` +
-            'install it first: kubectl apply -f crds/',
+            `install it first: ${INSTALL_CRD_HINT}`,
         );
       }
       throw err;

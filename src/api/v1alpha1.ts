@@ -1,6 +1,7 @@
 /**
  * `RegistryCredential` (`regcred.dev/v1alpha1`): the schema, written once, from which come both the
- * CRD in `crds/` (`npm run generate`, checked by a test) and the TypeScript types below.
+ * CRD in `crds/` and `config/crd/` (`npm run generate`, checked by a test) and the TypeScript types
+ * below.
  */
 import type { FromSchema, SchemaNode } from './schema-types.ts';
 
@@ -343,7 +344,7 @@ export interface RegistryCredential {
   status?: RegistryCredentialStatus;
 }
 
-/** The CustomResourceDefinition, as applied to a cluster and written to `crds/`. */
+/** The CustomResourceDefinition, as applied to a cluster and written to `crds/` and `config/crd/`. */
 export function customResourceDefinition() {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',

@@ -3,10 +3,11 @@
  * agree, defaults are applied, and kubectl teaches and shows it.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { CRD_FILE, renderCrd } from '../../hack/generate.ts';
+import { CRD_FILE, CRD_FILES, renderCrd } from '../../hack/generate.ts';
 import type { RegistryCredentialSpec, RegistryCredentialStatus } from '../../src/api/v1alpha1.ts';
 import { cluster } from '../support/cluster.ts';
 import {
@@ -31,8 +32,14 @@ describe('the RegistryCredential API', function () {
   this.timeout(60_000);
   before(installRegcred);
 
-  it('is in crds/ exactly as the schema in src/api generates it', () => {
-    expect(readFileSync(CRD_FILE, 'utf8')).to.equal(renderCrd(), 'crds/ is stale: run npm run generate');
+  it('is in crds/ and config/crd/ exactly as the schema in src/api generates it', () => {
+    expect(CRD_FILES).to.have.length(2);
+    for (const file of CRD_FILES) {
+      const name = relative(process.cwd(), file);
+      expect(readFileSync(file, 'utf8')).to.equal(renderCrd(), `${name} is stale: run npm run generate`);
+    }
+    // `kubectl apply -f crds/` and Helm take every file there as a manifest: nothing else belongs.
+    expect(readdirSync(dirname(CRD_FILE))).to.deep.equal([basename(CRD_FILE)]);
   });
 
   it('keeps every field of the TypeScript types through the API server (nothing pruned)', async () => {

@@ -230,8 +230,10 @@ export function registryLabel(registry: string, index: number): string {
   const authority = end < 0 ? rest : rest.slice(0, end);
   const host = authority.slice(authority.lastIndexOf('@') + 1);
   const plain = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9*_-]+(?:\.[A-Za-z0-9*_-]+)*)(?::[0-9]{1,5})?$/.test(host);
-  if (!plain || host.length > 100) return `registry key #${index + 1}`;
   const path = end < 0 ? '' : rest.slice(end);
+  // An @ after the host means userinfo whose password holds a / ? or #: what looks like the host
+  // is the user name and the start of the password.
+  if (!plain || host.length > 100 || path.includes('@')) return `registry key #${index + 1}`;
   const shown = path === '/v1/' || path === '/v2/' ? path : '';
   const more = authority !== host || !['', '/', shown].includes(path) ? ' (rest of the key not shown)' : '';
   return `registry ${host}${shown}${more}`;

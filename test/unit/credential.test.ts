@@ -96,6 +96,8 @@ describe('source credential parsing', () => {
     it('names a key by its position when its host is not a plain host name', () => {
       for (const key of [
         'https://bot:pa/ssWORD@host.example',
+        'https://bot:12345/PASSWORD@host.example',
+        'bot:12345?PASSWORD@host.example',
         'bot:PASSWORD',
         'PASS WORD',
         '',

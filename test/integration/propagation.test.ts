@@ -66,6 +66,7 @@ describe('propagation', function () {
       expect(copy.metadata.annotations).to.deep.equal({
         'regcred.dev/credential': t,
         'regcred.dev/source': `${SOURCE_NAMESPACE}/${t}`,
+        'regcred.dev/source-resource-version': source.metadata.resourceVersion,
       });
       expect(copy.metadata.ownerReferences).to.deep.equal([
         {

@@ -14,8 +14,11 @@ import type { ClientConfig } from '../../controlplane/index.ts';
 import { API_VERSION, PLURAL, type RegistryCredential } from '../../src/api/v1alpha1.ts';
 import { Operator, type OperatorOptions } from '../../src/operator.ts';
 import { ApiError, KubeClient } from '../../src/runtime/kube.ts';
+import { apiserverRequestCounts } from './apiserver-metrics.ts';
 import { cluster } from './cluster.ts';
 import { eventually } from './wait.ts';
+
+export { countDelta } from './apiserver-metrics.ts';
 
 const run = promisify(execFile);
 export const SOURCE_NAMESPACE = 'regcred-system';
@@ -85,6 +88,8 @@ export interface RunningOperator {
   logPath: string;
   /** Requests this operator made, as `METHOD path code`. */
   requests: string[];
+  /** Requests (not watches) this operator has sent and not yet had an answer to. */
+  outstanding(): number;
   stop(): Promise<void>;
 }
 
@@ -105,6 +110,18 @@ export async function startOperator(
   const client = new KubeClient((options.as ?? (await operatorConfig())).kubeConfig);
   const requests: string[] = [];
   client.onRequest((method, path, code) => requests.push(`${method} ${path} ${code}`));
+  // Every request but a watch goes through `request`; Events, for one, are posted without being
+  // awaited by anything the queue knows of.
+  let outstanding = 0;
+  const send = client.request.bind(client);
+  client.request = async <T>(...args: Parameters<KubeClient['request']>): Promise<T> => {
+    outstanding++;
+    try {
+      return await send<T>(...args);
+    } finally {
+      outstanding--;
+    }
+  };
   const operator = new Operator({
     client,
     logger,
@@ -118,6 +135,7 @@ export async function startOperator(
     client,
     logPath,
     requests,
+    outstanding: () => outstanding,
     async stop() {
       await operator.stop();
       await new Promise<void>((resolve) => {
@@ -128,12 +146,16 @@ export async function startOperator(
   };
 }
 
-/** Waits until an in-process operator has nothing queued, in flight or scheduled (delayed status keys too). */
+/**
+ * Waits until an in-process operator has nothing queued, in flight or scheduled (delayed status
+ * keys too), and no request outstanding (an Event it posted, say). From then on it does nothing
+ * until a watch brings it a change.
+ */
 export async function operatorIdle(op: RunningOperator): Promise<void> {
   const queue = op.operator.queue;
   await eventually(
     'the operator is idle',
-    () => queue.length === 0 && queue.inFlight === 0 && queue.waiting === 0,
+    () => queue.length === 0 && queue.inFlight === 0 && queue.waiting === 0 && op.outstanding() === 0,
   );
 }
 
@@ -347,6 +369,49 @@ export async function waitForGone(path: string, timeoutMs = 30_000): Promise<voi
   );
 }
 
+/** A source, tenant namespaces and a RegistryCredential copying the one into the others: see `tenantWorld`. */
+export interface TenantWorld {
+  source: SecretJson;
+  namespaces: string[];
+  /** As Ready reported it, or as created when `ready: false`. */
+  credential: RegistryCredential;
+}
+
+/**
+ * The world most scenarios start from, built in this order: the source Secret `name` (in
+ * SOURCE_NAMESPACE; `source` passes createSource's options), the tenant `namespaces` (default
+ * `[name]`, each with its default ServiceAccount), then the RegistryCredential `name` copying the
+ * source into them, under the copy name `name` unless `spec` says otherwise.
+ *
+ * `select: 'names'` (the default) lists the namespaces in `spec.namespaces.names`; `'label'` gives
+ * each the label `tenant: <name>` and selects on it. `spec` is merged over that spec, key by key.
+ * Waits until the credential is Ready=True unless `ready: false` (for a scenario that awaits
+ * another condition, or that starts its operator afterwards).
+ *
+ * A scenario whose point is what exists before the credential (a foreign Secret, someone else's
+ * ServiceAccount entries) or the order things appear in builds its world itself.
+ */
+export async function tenantWorld(
+  name: string,
+  options: {
+    namespaces?: string[];
+    select?: 'names' | 'label';
+    spec?: Omit<CredentialSpec, 'source'>;
+    source?: Parameters<typeof createSource>[1];
+    ready?: boolean;
+  } = {},
+): Promise<TenantWorld> {
+  const { namespaces = [name], select = 'names', ready = true } = options;
+  const source = await createSource(name, options.source);
+  for (const ns of namespaces) await createNamespace(ns, select === 'label' ? { tenant: name } : {});
+  const created = await createCredential(name, {
+    source: { secretRef: { namespace: SOURCE_NAMESPACE, name } },
+    namespaces: select === 'label' ? { selector: { matchLabels: { tenant: name } } } : { names: namespaces },
+    ...options.spec,
+  });
+  return { source, namespaces, credential: ready ? await waitForReady(name) : created };
+}
+
 /** Events recorded about an object (core/v1), oldest first. */
 export async function eventsAbout(
   namespace: string,
@@ -363,25 +428,7 @@ export async function eventsAbout(
  * (`apiserver_request_total`), as the benchmark does.
  */
 export async function apiRequestCounts(): Promise<Map<string, number>> {
-  const res = await cluster().get('/metrics');
-  const counts = new Map<string, number>();
-  for (const line of res.body.split('\n')) {
-    if (!line.startsWith('apiserver_request_total{')) continue;
-    const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-    const key = `${labels.verb} ${labels.resource}${labels.subresource ? `/${labels.subresource}` : ''}`;
-    counts.set(key, (counts.get(key) ?? 0) + value);
-  }
-  return counts;
-}
-
-export function countDelta(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of after) {
-    const d = v - (before.get(k) ?? 0);
-    if (d > 0) out[k] = d;
-  }
-  return out;
+  return apiserverRequestCounts((await cluster().get('/metrics')).body);
 }
 
 /**

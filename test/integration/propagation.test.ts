@@ -23,6 +23,7 @@ import {
   type RunningOperator,
   SOURCE_NAMESPACE,
   startOperator,
+  tenantWorld,
   unique,
   waitForGone,
   waitForReady,
@@ -91,14 +92,11 @@ describe('propagation', function () {
 
   it('never selects excluded namespaces, whatever their labels', async () => {
     const t = unique('excl');
-    await createSource(t);
-    await createNamespace(`${t}-keep`, { tenant: t });
-    await createNamespace(`${t}-skip-1`, { tenant: t });
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { selector: { matchLabels: { tenant: t } }, exclude: [`${t}-skip-*`] },
+    await tenantWorld(t, {
+      namespaces: [`${t}-keep`, `${t}-skip-1`],
+      select: 'label',
+      spec: { namespaces: { selector: { matchLabels: { tenant: t } }, exclude: [`${t}-skip-*`] } },
     });
-    await waitForReady(t);
     expect(await getSecret(`${t}-keep`, t)).not.to.equal(undefined);
     expect(await getSecret(`${t}-skip-1`, t)).to.equal(undefined);
     expect((await getCredential(t)).status?.namespaces?.selected).to.equal(1);
@@ -150,12 +148,7 @@ describe('propagation', function () {
 
   it('gives a namespace created later its copy, and patches its default ServiceAccount when it appears', async () => {
     const t = unique('late');
-    await createSource(t);
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { selector: { matchLabels: { tenant: t } } },
-    });
-    await waitForReady(t);
+    await tenantWorld(t, { namespaces: [], select: 'label' });
     // Created without waiting for anything: the copy comes from the Namespace event, the patch from
     // the ServiceAccount event that follows when the controller-manager creates `default`.
     await admin().create('/api/v1/namespaces', { metadata: { name: t, labels: { tenant: t } } });
@@ -169,14 +162,11 @@ describe('propagation', function () {
 
   it('patches a ServiceAccount created later, and one relabelled into the selector; relabelled out, its entry goes', async () => {
     const t = unique('sa');
-    await createSource(t);
-    await createNamespace(t);
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { names: [t] },
-      serviceAccounts: { names: ['default', 'builder'], selector: { matchLabels: { pulls: 'private' } } },
+    await tenantWorld(t, {
+      spec: {
+        serviceAccounts: { names: ['default', 'builder'], selector: { matchLabels: { pulls: 'private' } } },
+      },
     });
-    await waitForReady(t);
     await createServiceAccount(t, 'builder');
     await createServiceAccount(t, 'runner');
     await eventually('builder references the copy', async () =>
@@ -234,14 +224,7 @@ describe('propagation', function () {
 
   it('removes its copy and entries from a namespace relabelled out of the selection or excluded', async () => {
     const t = unique('out');
-    await createSource(t);
-    await createNamespace(`${t}-a`, { tenant: t });
-    await createNamespace(`${t}-b`, { tenant: t });
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { selector: { matchLabels: { tenant: t } } },
-    });
-    await waitForReady(t);
+    await tenantWorld(t, { namespaces: [`${t}-a`, `${t}-b`], select: 'label' });
     await admin().mergePatch(`/api/v1/namespaces/${t}-a`, { metadata: { labels: { tenant: null } } });
     await waitForGone(`/api/v1/namespaces/${t}-a/secrets/${t}`);
     expect(await pullSecretNames(`${t}-a`)).to.deep.equal([]);
@@ -309,13 +292,7 @@ describe('propagation', function () {
 
   it('leaves a terminating namespace alone and never blocks its deletion', async () => {
     const t = unique('term');
-    await createSource(t);
-    await createNamespace(t, { tenant: t });
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { selector: { matchLabels: { tenant: t } } },
-    });
-    await waitForReady(t);
+    await tenantWorld(t, { select: 'label' });
     const ns = await admin().get<{ metadata: { finalizers?: string[] }; spec: { finalizers?: string[] } }>(
       `/api/v1/namespaces/${t}`,
     );

@@ -35,6 +35,7 @@ import {
   type SecretJson,
   SOURCE_NAMESPACE,
   startOperator,
+  tenantWorld,
   unique,
   updateSource,
   waitForGone,
@@ -70,14 +71,12 @@ describe('rotation and drift', function () {
 
   it('rotates every copy in place when the source credential changes, and records the rotation', async () => {
     const t = unique('rot');
-    const source = await createSource(t, { data: credentialData('pw-before') });
     const namespaces = [`${t}-a`, `${t}-b`, `${t}-c`];
-    for (const ns of namespaces) await createNamespace(ns, { tenant: t });
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { selector: { matchLabels: { tenant: t } } },
+    const { source, credential: first } = await tenantWorld(t, {
+      source: { data: credentialData('pw-before') },
+      namespaces,
+      select: 'label',
     });
-    const first = await waitForReady(t);
     expect(first.status?.sourceResourceVersion).to.equal(source.metadata.resourceVersion);
     expect(first.status?.lastRotationTime).to.equal(undefined);
     const uids = new Map<string, string>();
@@ -126,19 +125,15 @@ describe('rotation and drift', function () {
     const t = unique('fmt');
     const password = 'fmt-pw-1';
     const auth = b64(`bot:${password}`);
-    await createSource(t, {
-      data: {
-        '.dockerconfigjson': b64(
-          JSON.stringify({ auths: { [REGISTRY]: { username: 'bot', password, auth } } }),
-        ),
+    await tenantWorld(t, {
+      source: {
+        data: {
+          '.dockerconfigjson': b64(
+            JSON.stringify({ auths: { [REGISTRY]: { username: 'bot', password, auth } } }),
+          ),
+        },
       },
     });
-    await createNamespace(t);
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { names: [t] },
-    });
-    await waitForReady(t);
     const before = (await getSecret(t, t))!;
 
     const reformatted = `{\n  "auths": {\n    "${REGISTRY}": {\n      "auth": "${auth}",\n      "password": "${password}",\n      "username": "bot"\n    }\n  }\n}\n`;
@@ -189,13 +184,7 @@ describe('rotation and drift', function () {
 
   it('restores a copy whose credential someone edited, and drops data keys it does not own', async () => {
     const t = unique('drift');
-    await createSource(t, { data: credentialData('pw-good') });
-    await createNamespace(t);
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { names: [t] },
-    });
-    await waitForReady(t);
+    await tenantWorld(t, { source: { data: credentialData('pw-good') } });
     const original = (await getSecret(t, t))!;
 
     await admin().mergePatch(`/api/v1/namespaces/${t}/secrets/${t}`, {
@@ -223,13 +212,7 @@ describe('rotation and drift', function () {
 
   it('keeps the labels and annotations others add to a copy, and restores its own that someone removed, even the label its watch selects on', async () => {
     const t = unique('meta');
-    await createSource(t);
-    await createNamespace(t);
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { names: [t] },
-    });
-    await waitForReady(t);
+    await tenantWorld(t);
     const original = (await getSecret(t, t))!;
     const path = `/api/v1/namespaces/${t}/secrets/${t}`;
 
@@ -273,13 +256,7 @@ describe('rotation and drift', function () {
 
   it('recreates a copy that someone deleted', async () => {
     const t = unique('recreate');
-    await createSource(t, { data: credentialData('pw-recreate') });
-    await createNamespace(t);
-    const rc = await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { names: [t] },
-    });
-    await waitForReady(t);
+    const { credential: rc } = await tenantWorld(t, { source: { data: credentialData('pw-recreate') } });
     const original = (await getSecret(t, t))!;
 
     await admin().delete(`/api/v1/namespaces/${t}/secrets/${t}`);

@@ -7,7 +7,6 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { FINALIZER, PULL_SECRETS_ANNOTATION } from '../../src/regcred/objects.ts';
-import { STATUS_DELAY_MS } from '../../src/regcred/reconciler.ts';
 import { eventually } from '../support/wait.ts';
 import {
   admin,
@@ -36,6 +35,7 @@ import {
   type ServiceAccountJson,
   SOURCE_NAMESPACE,
   startOperator,
+  tenantWorld,
   unique,
   updateSource,
   waitForGone,
@@ -153,13 +153,7 @@ describe('lifecycle', function () {
   it('writes nothing while suspended, and converges once resumed', async () => {
     const t = unique('suspend');
     const namespaces = [`${t}-a`, `${t}-b`];
-    await createSource(t, { data: credentialData('pw-before') });
-    for (const ns of namespaces) await createNamespace(ns, { tenant: t });
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { selector: { matchLabels: { tenant: t } } },
-    });
-    await waitForReady(t);
+    await tenantWorld(t, { source: { data: credentialData('pw-before') }, namespaces, select: 'label' });
     const copiesBefore = new Map<string, SecretJson>();
     for (const ns of namespaces) copiesBefore.set(ns, (await getSecret(ns, t))!);
 
@@ -339,12 +333,9 @@ describe('lifecycle', function () {
     op = restarted;
     logPaths.push(restarted.logPath);
     // start() resolved: the caches are synced and every RegistryCredential is queued. Idle means
-    // every credential, namespace and (delayed) status key was processed.
-    await idle(restarted);
-    // The queue is verifiably idle; "nothing more happens" has no condition to await, so leave
-    // twice the status coalescing delay for a late watch event or a fire-and-forget Event POST to
-    // show up, then check the queue is still idle.
-    await new Promise((r) => setTimeout(r, 2 * STATUS_DELAY_MS));
+    // every credential, namespace and (delayed) status key was processed and no request of it (an
+    // Event, posted without waiting) is still on its way: any write it made is in its requests now,
+    // and only a change in the world could make it act again.
     await idle(restarted);
     const after = await apiRequestCounts();
 
@@ -369,14 +360,8 @@ describe('lifecycle', function () {
   it('writes status only when something in it changed', async () => {
     const t = unique('quiet');
     const [tenant, unrelated, later] = [`${t}-tenant`, `${t}-other`, `${t}-later`];
-    await createSource(t);
-    await createNamespace(tenant, { tenant: t });
     await createNamespace(unrelated);
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { selector: { matchLabels: { tenant: t } } },
-    });
-    await waitForReady(t);
+    await tenantWorld(t, { namespaces: [tenant], select: 'label' });
     await idle();
     const rv = (await getCredential(t)).metadata.resourceVersion;
     const mark = running().requests.length;
@@ -420,13 +405,7 @@ describe('lifecycle', function () {
     const passwords = [`Zq7-${t}-first-XyZ`, `Zq7-${t}-second-XyZ`, `Zq7-${t}-planted-XyZ`];
     const [first, second, planted] = passwords as [string, string, string];
     const namespaces = [`${t}-a`, `${t}-b`];
-    await createSource(t, { data: credentialData(first) });
-    for (const ns of namespaces) await createNamespace(ns);
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { names: namespaces },
-    });
-    await waitForReady(t);
+    await tenantWorld(t, { source: { data: credentialData(first) }, namespaces });
     const firstCopy = JSON.stringify(await getSecret(`${t}-a`, t));
 
     // A rotation and a restored drift: the paths that log and record Events about copies.

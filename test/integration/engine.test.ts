@@ -34,6 +34,7 @@ import {
   type RunningOperator,
   SOURCE_NAMESPACE,
   startOperator,
+  tenantWorld,
   unique,
   updateSource,
   waitForGone,
@@ -187,13 +188,7 @@ describe('the engine', function () {
 
   it('recovers after kube-apiserver restarts, and serves a namespace created afterwards', async () => {
     const t = unique('restart');
-    await createSource(t);
-    await createNamespace(`${t}-1`, { tenant: t });
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { selector: { matchLabels: { tenant: t } } },
-    });
-    await waitForReady(t);
+    await tenantWorld(t, { namespaces: [`${t}-1`], select: 'label' });
     const restartsBefore = op.operator.reflectors.reduce((n, r) => n + r.restarts, 0);
     await cluster().stopApiserver();
     await cluster().startApiserver();
@@ -253,13 +248,7 @@ describe('the engine', function () {
 
   it('still cleans up a RegistryCredential whose spec became invalid, when it is deleted', async () => {
     const t = unique('invalid-then-gone');
-    await createSource(t);
-    await createNamespace(t, { tenant: t });
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { selector: { matchLabels: { tenant: t } } },
-    });
-    await waitForReady(t);
+    await tenantWorld(t, { select: 'label' });
     // A label key prefix over 253 characters passes the CRD's CEL check but not regcred's.
     await patchCredentialSpec(t, {
       namespaces: { selector: { matchLabels: { [`${'p'.repeat(255)}/x`]: 'y' } } },
@@ -273,14 +262,7 @@ describe('the engine', function () {
 
   it('keeps the last good copy and its entries when secretName changes while the source is broken', async () => {
     const t = unique('rename');
-    await createSource(t);
-    await createNamespace(t, { tenant: t });
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      secretName: `${t}-old`,
-      namespaces: { selector: { matchLabels: { tenant: t } } },
-    });
-    await waitForReady(t);
+    await tenantWorld(t, { select: 'label', spec: { secretName: `${t}-old` } });
     const good = (await getSecret(t, `${t}-old`))!;
     await updateSource(t, {
       '.dockerconfigjson': Buffer.from('{"auths":{"r.example.com":{"auth":"bm8tY29sb24="}}}').toString(

@@ -28,6 +28,7 @@ import {
   type SecretJson,
   SOURCE_NAMESPACE,
   startOperator,
+  tenantWorld,
   unique,
   updateSource,
   waitForReady,
@@ -82,16 +83,12 @@ describe('bad input', function () {
       email: 'bot@example.com',
       auth: b64('old-bot:pw-legacy'),
     };
-    await createSource(t, {
-      type: 'kubernetes.io/dockercfg',
-      data: { '.dockercfg': b64(JSON.stringify({ 'legacy.example.com': entry })) },
+    const { credential: rc } = await tenantWorld(t, {
+      source: {
+        type: 'kubernetes.io/dockercfg',
+        data: { '.dockercfg': b64(JSON.stringify({ 'legacy.example.com': entry })) },
+      },
     });
-    await createNamespace(t);
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { names: [t] },
-    });
-    const rc = await waitForReady(t);
     expect(condition(rc, 'SourceValid')?.status).to.equal('True');
 
     const copy = (await getSecret(t, t))!;
@@ -163,14 +160,12 @@ describe('bad input', function () {
   it('refuses a dockercfg source that holds a dockerconfigjson document, saying what to do, with a Warning', async () => {
     // kubelet reads it as one registry named "auths": valid to kubelet, and useless.
     const t = unique('cfg-auths');
-    await createNamespace(t);
-    await createSource(t, {
-      type: 'kubernetes.io/dockercfg',
-      data: { '.dockercfg': b64(dockerConfig('registry.example.com', 'bot', 'pw-mistyped')) },
-    });
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { names: [t] },
+    await tenantWorld(t, {
+      source: {
+        type: 'kubernetes.io/dockercfg',
+        data: { '.dockercfg': b64(dockerConfig('registry.example.com', 'bot', 'pw-mistyped')) },
+      },
+      ready: false,
     });
     const rc = await waitForReady(t, 'False', 'SourceInvalid');
     const sourceValid = condition(rc, 'SourceValid');
@@ -189,16 +184,11 @@ describe('bad input', function () {
 
   it('keeps the last good copies unchanged while the source is malformed, and converges once it is fixed', async () => {
     const t = unique('malformed');
-    await createSource(t, {
-      data: { '.dockerconfigjson': b64(dockerConfig('registry.example.com', 'bot', 'pw-good')) },
-    });
     const namespaces = [`${t}-a`, `${t}-b`];
-    for (const ns of namespaces) await createNamespace(ns);
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { names: namespaces },
+    await tenantWorld(t, {
+      source: { data: { '.dockerconfigjson': b64(dockerConfig('registry.example.com', 'bot', 'pw-good')) } },
+      namespaces,
     });
-    await waitForReady(t);
     const good = new Map<string, SecretJson>();
     for (const ns of namespaces) good.set(ns, (await getSecret(ns, t))!);
 

@@ -244,9 +244,12 @@ describe('conflicts and tenants', function () {
     };
     const first = await createCredential(older, spec);
     await waitForReady(older);
-    // creationTimestamp has a resolution of one second: wait past it so the two cannot be the same
-    // second (this sleep is for that alone; nothing is being awaited here).
-    await new Promise((r) => setTimeout(r, 1100));
+    // creationTimestamp has a resolution of one second: wait until this machine's clock (the API
+    // server's too) is in a later second, so the two cannot be the same second.
+    await eventually(
+      "the clock is past the older credential's second",
+      () => Date.now() >= Date.parse(first.metadata.creationTimestamp!) + 1000,
+    );
     const second = await createCredential(younger, spec);
     expect(second.metadata.creationTimestamp! > first.metadata.creationTimestamp!).to.equal(true);
 
@@ -313,8 +316,12 @@ describe('conflicts and tenants', function () {
     });
     // The older credential selects nothing yet; the younger one serves the namespace first.
     const older = await createCredential(`${t}-older`, spec({ group: t }));
-    // creationTimestamp has a resolution of one second: wait past it so that age is unambiguous.
-    await new Promise((r) => setTimeout(r, 1100));
+    // creationTimestamp has a resolution of one second: wait until the clock is in a later second
+    // than the older one's, so that age is unambiguous.
+    await eventually(
+      "the clock is past the older credential's second",
+      () => Date.now() >= Date.parse(older.metadata.creationTimestamp!) + 1000,
+    );
     const younger = await createCredential(`${t}-younger`, spec({ tenant: t }));
     await createNamespace(t, { tenant: t });
     await waitForStatus(`${t}-younger`, 'the namespace synced', (s) => s.namespaces?.synced === 1);

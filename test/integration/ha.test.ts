@@ -16,12 +16,14 @@ import {
   createServiceAccount,
   createSource,
   deleteCredential,
+  eventsAbout,
   getCredential,
   getSecret,
   getServiceAccount,
   installRegcred,
   operatorConfig,
   SOURCE_NAMESPACE,
+  tenantWorld,
   unique,
   waitForStatus,
 } from '../support/world.ts';
@@ -148,12 +150,7 @@ describe('leader election', function () {
 
   it('on SIGTERM stops, releases the lease, and the follower takes over at once', async () => {
     const t = unique('sigterm');
-    await createSource(t);
-    await createNamespace(t, { tenant: t });
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { selector: { matchLabels: { tenant: t } } },
-    });
+    await tenantWorld(t, { select: 'label', ready: false });
     const a = replica(t);
     await a.waitFor('became leader');
     await waitForStatus(t, 'synced', (s) => s.namespaces?.synced === 1);
@@ -197,12 +194,16 @@ describe('leader election', function () {
         ].reduce((n, m) => n + Number(m[1]), 0);
       return { put: count('PUT'), other: count('POST') + count('PATCH') + count('DELETE') };
     };
-    // Let the status settle (coalesced writes), then watch a quiet period of several renewals.
+    // Let the status settle (coalesced writes) and the Event announcing it land (regcred posts it
+    // after the status write, and has nothing left to do), then watch a quiet period of several
+    // renewals.
     await eventually(
       'the operator settled',
       async () => (await getCredential(t)).status?.observedGeneration === 1,
     );
-    await new Promise((r) => setTimeout(r, 1500));
+    await eventually('the Synced event is recorded', async () =>
+      (await eventsAbout('default', t)).some((e) => e.reason === 'Synced'),
+    );
     const before = await writes();
     await new Promise((r) => setTimeout(r, 3000)); // the idle period itself is what is measured
     const after = await writes();
@@ -229,12 +230,7 @@ describe('health probes and metrics', function () {
     expect((await get(`http://${healthProbes}/readyz`)).status).to.equal(200);
     expect((await get(`http://${healthProbes}/nope`)).status).to.equal(404);
     const t = unique('metrics');
-    await createSource(t);
-    await createNamespace(t);
-    await createCredential(t, {
-      source: { secretRef: { namespace: SOURCE_NAMESPACE, name: t } },
-      namespaces: { names: [t] },
-    });
+    await tenantWorld(t, { ready: false });
     await waitForStatus(t, 'synced', (s) => s.namespaces?.synced === 1);
     const res = await get(metrics);
     expect(res.status).to.equal(200);

@@ -24,7 +24,7 @@ const GRACEFUL_SHUTDOWN_MS = 20_000;
  * Loads the kubeconfig like kubectl, but never falls back silently to http://localhost:8080
  * (client-node's loadFromDefault does when it finds nothing).
  */
-export function loadKubeConfig(
+function loadKubeConfig(
   flag: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
 ): { config: KubeConfig; from: string } {
@@ -86,13 +86,14 @@ async function main(): Promise<number> {
       resyncPeriodMs: flags.resyncPeriodMs,
       leaderElect: flags.leaderElect,
     });
-    const metrics = createMetrics();
+    const metrics = createMetrics({ prefix: 'regcred' });
     const operator = new Operator({ client, logger, metrics, ...flags });
     const probes = await serveProbes(flags.healthProbeBindAddress, { ready: () => operator.cachesSynced });
     const scrape = await serveMetrics(flags.metricsBindAddress, {
       registry: metrics.registry,
       secure: flags.metricsSecure,
       certDir: flags.metricsCertDir,
+      certName: 'regcred-metrics',
       client,
       logger,
     });

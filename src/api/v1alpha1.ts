@@ -6,7 +6,7 @@
 import type { FromSchema, SchemaNode } from './schema-types.ts';
 
 export const GROUP = 'regcred.dev';
-export const VERSION = 'v1alpha1';
+const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 export const KIND = 'RegistryCredential';
 export const PLURAL = 'registrycredentials';
@@ -106,7 +106,7 @@ const condition = {
   },
 } as const satisfies SchemaNode;
 
-export const specSchema = {
+const specSchema = {
   type: 'object',
   description: 'Which credential to propagate, to which namespaces and ServiceAccounts, and how.',
   required: ['source', 'namespaces'],
@@ -214,7 +214,7 @@ export const specSchema = {
   },
 } as const satisfies SchemaNode;
 
-export const statusSchema = {
+const statusSchema = {
   type: 'object',
   description: 'What the operator last observed and did. Written only when something in it changes.',
   properties: {
@@ -311,7 +311,6 @@ export type RegistryCredentialSpec = FromSchema<typeof specSchema>;
 export type RegistryCredentialStatus = FromSchema<typeof statusSchema>;
 export type Condition = FromSchema<typeof condition>;
 export type LabelSelector = FromSchema<ReturnType<typeof labelSelector>>;
-export type ConflictPolicy = NonNullable<RegistryCredentialSpec['conflictPolicy']>;
 
 export interface ObjectMeta {
   name: string;

@@ -93,7 +93,7 @@ export function olderFirst(a: RegistryCredential, b: RegistryCredential): number
   return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
 }
 
-export function ownerReferenceTo(rc: RegistryCredential): OwnerReference {
+function ownerReferenceTo(rc: RegistryCredential): OwnerReference {
   return {
     apiVersion: API_VERSION,
     kind: KIND,

@@ -12,7 +12,7 @@
 import type { Condition, RegistryCredential, RegistryCredentialStatus } from '../api/v1alpha1.ts';
 import { secretNameOf, sourceOf } from './plan.ts';
 
-export const MAX_FAILURES = 10;
+const MAX_FAILURES = 10;
 
 /** What one namespace's last reconcile found. */
 export type NamespaceResult =

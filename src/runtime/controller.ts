@@ -1,9 +1,6 @@
 /**
- * Runs a reconcile function over the keys of a work queue with a fixed number of workers.
- *
- * The contract, as in kube-rs and controller-runtime: `reconcile(key)` reads the world from caches
- * and converges it; it resolves with an optional `requeueAfterMs` ("look again later") or throws
- * ("retry with backoff"). It is never told why it runs.
+ * Runs a reconcile function (the contract in reconcile.ts) over the keys of a work queue with a
+ * fixed number of workers. Keys are typed; the queue holds their encoded form.
  *
  * Error policy (the one place that decides retries): a conflict (stale cache) is retried almost at
  * once, a few times, before it backs off like everything else; any other error backs off
@@ -12,15 +9,7 @@
 import { classify } from './errors.ts';
 import type { Logger } from './logger.ts';
 import type { WorkQueue } from './queue.ts';
-
-export interface ReconcileResult {
-  requeueAfterMs?: number;
-}
-
-export type Reconcile = (
-  key: string,
-  context: { reconcileId: string },
-) => Promise<ReconcileResult | undefined>;
+import type { Enqueue, KeyCodec, Outcome, Reconcile } from './reconcile.ts';
 
 export type ReconcileObserver = (
   key: string,
@@ -31,9 +20,18 @@ export type ReconcileObserver = (
 const QUICK_CONFLICT_RETRIES = 3;
 const CONFLICT_RETRY_MS = 20;
 
-export class Controller {
+export interface ControllerOptions<K> {
+  queue: WorkQueue;
+  codec: KeyCodec<K>;
+  reconcile: Reconcile<K>;
+  logger: Logger;
+  workers: number;
+}
+
+export class Controller<K> {
   private readonly queue: WorkQueue;
-  private readonly reconcile: Reconcile;
+  private readonly codec: KeyCodec<K>;
+  private readonly reconcile: Reconcile<K>;
   private readonly logger: Logger;
   private readonly workers: number;
   private readonly conflicts = new Map<string, number>();
@@ -41,11 +39,22 @@ export class Controller {
   private running: Promise<void>[] = [];
   private sequence = 0;
 
-  constructor(options: { queue: WorkQueue; reconcile: Reconcile; logger: Logger; workers: number }) {
+  constructor(options: ControllerOptions<K>) {
     this.queue = options.queue;
+    this.codec = options.codec;
     this.reconcile = options.reconcile;
     this.logger = options.logger;
     this.workers = options.workers;
+  }
+
+  /** Puts keys on the queue as an Outcome (or an event mapping) asks. */
+  enqueue(requests: readonly Enqueue<K>[]): void {
+    for (const { key, afterMs, unlessBackingOff } of requests) {
+      const text = this.codec.encode(key);
+      if (afterMs !== undefined) this.queue.addAfter(text, afterMs);
+      else if (unlessBackingOff) this.queue.addUnlessBackingOff(text);
+      else this.queue.add(text);
+    }
   }
 
   onReconcile(observer: ReconcileObserver): void {
@@ -75,7 +84,9 @@ export class Controller {
     const started = performance.now();
     let outcome: 'success' | 'error' | 'requeue' = 'success';
     try {
-      const result = await this.reconcile(key, { reconcileId });
+      const result: Outcome<K> | undefined = await this.reconcile(this.codec.decode(key), { reconcileId });
+      if (result?.enqueue) this.enqueue(result.enqueue);
+      if (result?.error !== undefined) throw result.error;
       this.queue.forget(key);
       this.conflicts.delete(key);
       if (result?.requeueAfterMs !== undefined) {

@@ -20,6 +20,8 @@ export interface ObjectReference {
 
 export interface EventOptions {
   component: string;
+  /** Called for each Event dropped by the rate limit. */
+  onDropped?: () => void;
   dedupeMs?: number;
   perSecond?: number;
   burst?: number;
@@ -27,8 +29,8 @@ export interface EventOptions {
 }
 
 export class EventRecorder {
-  dropped = 0;
   private readonly client: KubeClient;
+  private readonly onDropped: () => void;
   private readonly logger: Logger;
   private readonly component: string;
   private readonly dedupeMs: number;
@@ -43,6 +45,7 @@ export class EventRecorder {
     this.client = client;
     this.logger = logger;
     this.component = options.component;
+    this.onDropped = options.onDropped ?? (() => {});
     this.dedupeMs = options.dedupeMs ?? 10 * 60_000;
     this.perSecond = options.perSecond ?? 5;
     this.burst = options.burst ?? 25;
@@ -60,7 +63,7 @@ export class EventRecorder {
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.perSecond);
     this.refilledAt = now;
     if (this.tokens < 1) {
-      this.dropped++;
+      this.onDropped();
       return;
     }
     this.tokens--;

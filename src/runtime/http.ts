@@ -76,6 +76,8 @@ export interface MetricsServerOptions {
   secure: boolean;
   /** A directory holding tls.crt and tls.key; without it a self-signed certificate is made. */
   certDir?: string;
+  /** Common name of the self-signed certificate made when there is no `certDir`. */
+  certName: string;
   /** For the TokenReview and SubjectAccessReview of a secure scrape. */
   client: KubeClient;
   logger: Logger;
@@ -111,7 +113,7 @@ export async function serveMetrics(
           cert: readFileSync(join(options.certDir, 'tls.crt')),
           key: readFileSync(join(options.certDir, 'tls.key')),
         }
-      : selfSignedCertificate('regcred-metrics', ['localhost'], ['127.0.0.1']);
+      : selfSignedCertificate(options.certName, ['localhost'], ['127.0.0.1']);
     server = createHttpsServer(tls, onRequest) as unknown as Server;
   } else {
     server = createHttpServer(onRequest);

@@ -12,7 +12,7 @@
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { type Dispatcher, request } from 'undici';
 
-/** A Kubernetes `Status`, as far as regcred reads it. */
+/** A Kubernetes `Status`, as far as this client reads it. */
 export interface Status {
   kind?: string;
   code?: number;
@@ -54,7 +54,7 @@ export interface RequestOptions {
 }
 
 /** No request waits longer than this for its answer unless told otherwise (watches excepted). */
-export const REQUEST_TIMEOUT_MS = 30_000;
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /** Records each request for metrics; the runtime counts requests by verb and code. */
 export type RequestObserver = (method: string, path: string, code: number, seconds: number) => void;

@@ -1,4 +1,4 @@
-/** Bounds how many async operations run at once (regcred's parallel writes, `--concurrency`). */
+/** Bounds how many async operations run at once (an operator's parallel writes). */
 export class Limiter {
   private readonly capacity: number;
   private active = 0;

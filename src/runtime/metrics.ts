@@ -1,10 +1,9 @@
 /**
  * Prometheus metrics (prom-client), named as controller-runtime names them so that existing
- * dashboards and alerts carry over, plus regcred's own.
+ * dashboards and alerts carry over, plus the operator's own under `prefix` (`<prefix>_...`).
+ * Domain gauges are registered by the domain on `registry`.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-
-export const CONTROLLER = 'registrycredential';
 
 export interface Metrics {
   registry: Registry;
@@ -16,17 +15,17 @@ export interface Metrics {
   requests: Counter<'method' | 'code'>;
   requestLatency: Histogram<'verb'>;
   leader: Gauge<'name'>;
-  managedCopies: Gauge;
   informerRestarts: Counter<'informer'>;
-  /** Read when Prometheus scrapes; the operator sets them. */
-  sample: { queueDepth: () => number; managedCopies: () => number };
+  eventsDropped: Counter;
+  /** Read when Prometheus scrapes; the manager sets them. */
+  sample: { queueDepth: (name: string) => number; queueNames: () => string[] };
 }
 
-export function createMetrics(): Metrics {
+export function createMetrics({ prefix }: { prefix: string }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const r = { registers: [registry] };
-  const sample = { queueDepth: () => 0, managedCopies: () => 0 };
+  const sample: Metrics['sample'] = { queueDepth: () => 0, queueNames: () => [] };
   return {
     sample,
     registry,
@@ -48,7 +47,7 @@ export function createMetrics(): Metrics {
       help: 'Keys ready in the work queue.',
       labelNames: ['name'],
       collect() {
-        this.set({ name: CONTROLLER }, sample.queueDepth());
+        for (const name of sample.queueNames()) this.set({ name }, sample.queueDepth(name));
       },
       ...r,
     }),
@@ -84,18 +83,15 @@ export function createMetrics(): Metrics {
       labelNames: ['name'],
       ...r,
     }),
-    managedCopies: new Gauge({
-      name: 'regcred_managed_copies',
-      help: 'Copies regcred manages (its cache of them).',
-      collect() {
-        this.set(sample.managedCopies());
-      },
-      ...r,
-    }),
     informerRestarts: new Counter({
-      name: 'regcred_informer_restarts_total',
+      name: `${prefix}_informer_restarts_total`,
       help: 'Times a list/watch failed and was restarted after a backoff, per informer.',
       labelNames: ['informer'],
+      ...r,
+    }),
+    eventsDropped: new Counter({
+      name: `${prefix}_events_dropped_total`,
+      help: 'Kubernetes Events not recorded because more were due than the recorder allows.',
       ...r,
     }),
   };

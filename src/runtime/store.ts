@@ -7,7 +7,7 @@
  *   immutable by readers: the same reference is handed out each time.
  * - `writeThrough` puts an object this process just wrote (the API server's answer) into the
  *   cache, so the next reconcile reads its own write before the watch delivers it. It applies only
- *   if the cache still holds the version the write was made from: every regcred write carries that
+ *   if the cache still holds the version the write was made from: every write of the operator carries that
  *   precondition (create: absent; update: resourceVersion), so no one else wrote in between, and a
  *   cache that moved on already holds that write or a later version.
  * - `observe` (for the reflector) applies a watched version unless it is one this process wrote

@@ -377,7 +377,7 @@ describe('the engine', function () {
           op.operator.caches.serviceAccounts.byIndex('namespace', `${t}-${i}`).length === serviceAccounts,
       ),
     );
-    op.operator.reconciler.limiter.highWater = 0;
+    op.operator.limiter.highWater = 0;
     const before = await apiRequestCounts();
     const requestsBefore = op.requests.length;
     const started = performance.now();
@@ -400,12 +400,12 @@ describe('the engine', function () {
     const ours = op.requests.slice(requestsBefore);
     process.stdout.write(
       `      fan-out over ${namespaces} namespaces x ${serviceAccounts} ServiceAccounts: ${Math.round(convergedMs)} ms to converged status; ` +
-        `${writes('secrets')} Secret and ${writes('serviceaccounts')} ServiceAccount writes; max ${op.operator.reconciler.limiter.highWater} writes in flight\n`,
+        `${writes('secrets')} Secret and ${writes('serviceaccounts')} ServiceAccount writes; max ${op.operator.limiter.highWater} writes in flight\n`,
     );
     expect(writes('secrets')).to.equal(namespaces);
     expect(writes('serviceaccounts')).to.equal(namespaces * serviceAccounts);
     expect(ours.filter((r) => r.startsWith('GET ') && r.includes(`/namespaces/${t}-`))).to.deep.equal([]);
-    expect(op.operator.reconciler.limiter.highWater).to.be.greaterThan(1).and.at.most(8);
+    expect(op.operator.limiter.highWater).to.be.greaterThan(1).and.at.most(8);
     // Routine copies get no Event: a fan-out costs the copies and patches, and at most the
     // credential's own aggregated Events.
     expect(delta['POST events'] ?? 0).to.be.at.most(2);

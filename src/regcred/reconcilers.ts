@@ -1,0 +1,301 @@
+/**
+ * The three reconcilers, one per kind of key (keys.ts), each the runtime's contract
+ * (runtime/reconcile.ts): read the caches, decide with a pure function, let the executor write,
+ * and return what should run next. None enqueues anything itself.
+ *
+ * - credential: the finalizer; the fan-out to every namespace the credential selects or still has
+ *   a copy in; on deletion, once nothing is left, the finalizer's removal.
+ * - namespace: one namespace, planned by namespace-plan.ts and carried out by executor.ts; its
+ *   result is recorded for status.
+ * - status: computed by status.ts from the recorded results, written only when it changed.
+ *
+ * Guarantees: never writes an object regcred does not own (the plan's invariants); no API read on
+ * the hot path (a GET happens only for a Secret at the copy's name that the label-selected cache
+ * cannot show).
+ */
+import { API_VERSION, KIND, type RegistryCredential } from '../api/v1alpha1.ts';
+import { classify } from '../runtime/errors.ts';
+import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
+import type { KubeClient } from '../runtime/kube.ts';
+import type { Logger } from '../runtime/logger.ts';
+import { mergePatch } from '../runtime/mergepatch.ts';
+import type { Enqueue, Outcome } from '../runtime/reconcile.ts';
+import { Bookkeeping, basisOf } from './bookkeeping.ts';
+import type { Caches, Executor } from './executor.ts';
+import { credentialKey, type Key, namespaceKey, STATUS_DELAY_MS, statusKey } from './keys.ts';
+import { type NamespaceWorld, planNamespace, settle } from './namespace-plan.ts';
+import { FINALIZER, isTerminating, projectSecret, type Secret } from './objects.ts';
+import { ownershipOf, secretNameOf } from './plan.ts';
+import type { Sources } from './sources.ts';
+import { computeStatus } from './status.ts';
+
+export interface ReconcilerOptions {
+  client: KubeClient;
+  caches: Caches;
+  sources: Sources;
+  executor: Executor;
+  events: EventRecorder;
+  logger: Logger;
+  book?: Bookkeeping;
+  now?: () => Date;
+}
+
+type Result = Outcome<Key> | undefined;
+const status = (rc: string): Enqueue<Key> => ({ key: statusKey(rc), afterMs: STATUS_DELAY_MS });
+
+export class Reconcilers {
+  readonly book: Bookkeeping;
+  private readonly options: ReconcilerOptions;
+  private readonly caches: Caches;
+  private readonly now: () => Date;
+
+  constructor(options: ReconcilerOptions) {
+    this.options = options;
+    this.caches = options.caches;
+    this.book = options.book ?? new Bookkeeping();
+    this.now = options.now ?? (() => new Date());
+  }
+
+  readonly reconcile = (key: Key, { reconcileId }: { reconcileId: string }): Promise<Result> => {
+    if (key.kind === 'credential') return this.credential(key.credential, reconcileId);
+    if (key.kind === 'status') return this.status(key.credential);
+    return this.namespace(key.credential, key.namespace, reconcileId);
+  };
+
+  // --- credential ---------------------------------------------------------------------------------
+
+  private async credential(name: string, reconcileId: string): Promise<Result> {
+    const rc = this.caches.credentials.get(name);
+    if (!rc) {
+      this.book.forget(name);
+      return;
+    }
+    const finalizers = rc.metadata.finalizers ?? [];
+    const nudge = (namespaces: Set<string>): Enqueue<Key>[] =>
+      [...namespaces].map((ns) => ({ key: namespaceKey(name, ns), unlessBackingOff: true }));
+    if (rc.metadata.deletionTimestamp) {
+      if (!finalizers.includes(FINALIZER)) return;
+      const leftovers = namespacesWithCopies(rc, this.caches);
+      // A namespace still being reconciled may be writing a copy the caches cannot show yet.
+      // Nudged, not re-added: a namespace that failed waits out its backoff (no hot loop).
+      if (leftovers.size > 0 || this.book.inFlight(rc) > 0) return { enqueue: nudge(leftovers) };
+      const kept = finalizers.filter((f) => f !== FINALIZER);
+      await this.options.executor.patchCredential(rc, {
+        metadata: { resourceVersion: rc.metadata.resourceVersion, finalizers: kept },
+      });
+      this.options.logger.info('cleaned up; finalizer removed', { credential: name, reconcileId });
+      this.book.forget(name);
+      return;
+    }
+    if (!finalizers.includes(FINALIZER)) {
+      const added = [...finalizers, FINALIZER];
+      await this.options.executor.patchCredential(rc, {
+        metadata: { resourceVersion: rc.metadata.resourceVersion, finalizers: added },
+      });
+    }
+    const targets = namespacesWithCopies(rc, this.caches);
+    const compiled = this.book.selectionOf(rc);
+    if (compiled.ok) {
+      for (const ns of this.caches.namespaces.list())
+        if (compiled.selection.namespace(ns) === 'selected') targets.add(ns.metadata.name);
+    }
+    return { enqueue: [...nudge(targets), status(name)] };
+  }
+
+  // --- namespace ----------------------------------------------------------------------------------
+
+  private async namespace(rcName: string, nsName: string, reconcileId: string): Promise<Result> {
+    // Every path returns `enqueue`, which the finally block may still add to.
+    const rc = this.caches.credentials.get(rcName);
+    if (!rc) return;
+    let plan = planNamespace(await this.world(rc, nsName));
+    if (plan.kind === 'skip') return;
+    if (plan.kind === 'gone') return { enqueue: this.record(rc, nsName, undefined) };
+
+    const deleting = Boolean(rc.metadata.deletionTimestamp);
+    const basis = basisOf(rc, this.options.sources.stateOf(rc));
+    const enqueue: Enqueue<Key>[] = [];
+    this.book.begin(rc);
+    let succeeded = false;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const done = await this.options.executor.run(plan, nsName);
+        if (done.kind === 'done') {
+          if (plan.copy.kind === 'stop') this.book.remember(rc, nsName, plan.copy.remember);
+          else if (plan.copy.kind === 'patch') this.book.remember(rc, nsName, undefined);
+          if (plan.copy.kind === 'patch' && plan.copy.change === 'rotation') this.book.markRotated(rc);
+          // winston builds and streams a record even for a level it drops: check first on this hot path.
+          if (plan.copy.kind === 'patch' && this.options.logger.isDebugEnabled())
+            this.options.logger.debug('copy updated', { credential: rcName, namespace: nsName, reconcileId });
+          const serviceAccounts = this.caches.serviceAccounts.byIndex('namespace', nsName);
+          const result = settle(plan, serviceAccounts, done.patched);
+          enqueue.push(...this.record(rc, nsName, result && { result, basis }));
+          succeeded = true;
+          return { enqueue };
+        }
+        if (attempt >= 2) throw new Error(`Secret ${nsName}/${plan.secretName} keeps changing; retrying`);
+        this.book.remember(rc, nsName, undefined);
+        const next = planNamespace({
+          ...(await this.world(rc, nsName)),
+          ...(done.existing ? { existing: done.existing } : {}),
+        });
+        if (next.kind !== 'converge') return { enqueue };
+        plan = next;
+      }
+    } catch (err) {
+      const c = classify(err);
+      if (c.kind === 'terminating') {
+        enqueue.push(...this.record(rc, nsName, undefined));
+        return { enqueue };
+      }
+      if (plan.wanted && c.kind !== 'conflict') {
+        const patched = this.book.resultOf(rc, nsName)?.result.patched ?? 0;
+        const failed = { state: 'failed' as const, reason: reasonOf(c.reason), message: c.message, patched };
+        enqueue.push(...this.record(rc, nsName, { result: failed, basis }));
+      }
+      return { error: err, enqueue };
+    } finally {
+      this.book.end(rc);
+      // The credential changed while this ran (spec, or deletion): what it decided may be stale.
+      const now = this.caches.credentials.get(rcName);
+      const changed =
+        now &&
+        (now.metadata.generation !== rc.metadata.generation ||
+          Boolean(now.metadata.deletionTimestamp) !== deleting);
+      if (changed) enqueue.push({ key: namespaceKey(rcName, nsName) });
+      // Cleanup that succeeded lets the credential key look again; a failure waits for its backoff.
+      if (now?.metadata.deletionTimestamp && succeeded) enqueue.push({ key: credentialKey(rcName) });
+    }
+  }
+
+  /** The cached world of one pair; a foreign Secret seen before is read again (the cache cannot). */
+  private async world(rc: RegistryCredential, nsName: string): Promise<NamespaceWorld> {
+    const secretName = secretNameOf(rc);
+    let existing: Secret | undefined = this.caches.copies.get(`${nsName}/${secretName}`);
+    const foreign = this.book.foreign(rc, nsName);
+    if (foreign) {
+      existing = await this.read(nsName, secretName);
+      if (!existing) this.book.remember(rc, nsName, undefined);
+    }
+    const last = this.book.resultOf(rc, nsName);
+    return {
+      rc,
+      name: nsName,
+      namespace: this.caches.namespaces.get(nsName),
+      credentials: this.caches.credentials.list(),
+      credential: (name) => this.caches.credentials.get(name),
+      selectionOf: (c) => this.book.selectionOf(c),
+      source: this.options.sources.stateOf(rc),
+      copies: this.caches.copies.byIndex('namespace', nsName),
+      existing,
+      serviceAccounts: this.caches.serviceAccounts.byIndex('namespace', nsName),
+      wasSynced: last?.result.state === 'synced' && last.basis.startsWith(`${rc.metadata.generation ?? 0}/`),
+    };
+  }
+
+  private async read(namespace: string, name: string): Promise<Secret | undefined> {
+    try {
+      return projectSecret(await this.options.client.get(`/api/v1/namespaces/${namespace}/secrets/${name}`));
+    } catch (err) {
+      if (classify(err).kind === 'notFound') return undefined;
+      throw err;
+    }
+  }
+
+  /** Records a namespace's result; a status write follows when status would show a change. */
+  private record(
+    rc: RegistryCredential,
+    ns: string,
+    entry: Parameters<Bookkeeping['record']>[2],
+  ): Enqueue<Key>[] {
+    return this.book.record(rc, ns, entry) ? [status(rc.metadata.name)] : [];
+  }
+
+  // --- status -------------------------------------------------------------------------------------
+
+  private async status(name: string): Promise<Result> {
+    const rc = this.caches.credentials.get(name);
+    if (!rc || rc.metadata.deletionTimestamp) return;
+    const compiled = this.book.selectionOf(rc);
+    const source = this.options.sources.stateOf(rc);
+    const basis = basisOf(rc, source);
+    const results = new Map<string, ReturnType<typeof settle>>();
+    let unknown = 0;
+    if (compiled.ok) {
+      for (const ns of this.caches.namespaces.list()) {
+        if (compiled.selection.namespace(ns) !== 'selected') continue;
+        const r = this.book.resultOf(rc, ns.metadata.name);
+        const current = r?.basis === basis ? r.result : undefined;
+        if (!current) unknown++;
+        results.set(ns.metadata.name, current);
+      }
+    }
+    // After a restart, results arrive namespace by namespace; a status for the same generation was
+    // already written by an earlier run, so wait for all of them rather than report a false
+    // "Progressing" (and write it, and write it back).
+    const settled = rc.status?.observedGeneration === rc.metadata.generation && !rc.spec.suspend;
+    if (unknown > 0 && settled && !this.book.statusSeen(rc)) return;
+    this.book.markStatusSeen(rc);
+
+    const next = computeStatus({
+      rc,
+      now: this.now()
+        .toISOString()
+        .replace(/\.\d+Z$/, 'Z'),
+      specError: compiled.ok ? undefined : compiled.message,
+      source,
+      results,
+      rotated: this.book.rotated(rc),
+    });
+    const patch = mergePatch(rc.status ?? {}, next);
+    if (patch === undefined) return;
+    await this.options.executor.patchCredential(rc, { status: patch }, '/status');
+    if (next.lastRotationTime !== rc.status?.lastRotationTime) this.book.markRotated(rc, false);
+    this.announce(rc, next);
+  }
+
+  /** Events on the credential, one per change of a condition's reason (aggregated, never per namespace). */
+  private announce(rc: RegistryCredential, next: NonNullable<RegistryCredential['status']>): void {
+    const ref: ObjectReference = {
+      apiVersion: API_VERSION,
+      kind: KIND,
+      name: rc.metadata.name,
+      uid: rc.metadata.uid,
+    };
+    const events = this.options.events;
+    for (const c of next.conditions ?? []) {
+      const before = rc.status?.conditions?.find((p) => p.type === c.type);
+      if (before?.reason === c.reason) continue;
+      if (c.type === 'SourceValid' && c.status === 'True' && !before) continue; // routine
+      if (c.type === 'Ready' && c.reason === 'Progressing') continue;
+      events.record(ref, c.status === 'True' ? 'Normal' : 'Warning', c.reason, c.message);
+    }
+    if (next.lastRotationTime && next.lastRotationTime !== rc.status?.lastRotationTime) {
+      events.record(
+        ref,
+        'Normal',
+        'Rotated',
+        `the changed credential reached all ${next.namespaces?.synced} namespaces`,
+      );
+    }
+  }
+}
+
+/**
+ * Namespaces (not terminating) holding a copy of this credential, proven by its UID. Entries on
+ * ServiceAccounts are removed there too; an annotation alone (anyone can write one) never makes
+ * regcred act in a namespace it does not select.
+ */
+function namespacesWithCopies(rc: RegistryCredential, caches: Caches): Set<string> {
+  const out = new Set<string>();
+  for (const copy of caches.copies.byIndex('credential', rc.metadata.name)) {
+    const ns = caches.namespaces.get(copy.metadata.namespace!);
+    if (ownershipOf(copy, rc).kind === 'ours' && ns && !isTerminating(ns)) out.add(ns.metadata.name);
+  }
+  return out;
+}
+
+/** API reasons are CamelCase already; network errors get a stable one. */
+function reasonOf(reason: string): string {
+  return /^[A-Z][A-Za-z]*$/.test(reason) ? reason : 'RequestFailed';
+}

@@ -16,6 +16,7 @@
 import { API_VERSION, KIND, type RegistryCredential } from '../api/v1alpha1.ts';
 import { classify } from '../runtime/errors.ts';
 import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
+import { finalized } from '../runtime/finalizer.ts';
 import type { KubeClient } from '../runtime/kube.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { mergePatch } from '../runtime/mergepatch.ts';
@@ -70,36 +71,34 @@ export class Reconcilers {
       this.book.forget(name);
       return;
     }
-    const finalizers = rc.metadata.finalizers ?? [];
     const nudge = (namespaces: Set<string>): Enqueue<Key>[] =>
       [...namespaces].map((ns) => ({ key: namespaceKey(name, ns), unlessBackingOff: true }));
-    if (rc.metadata.deletionTimestamp) {
-      if (!finalizers.includes(FINALIZER)) return;
-      const leftovers = namespacesWithCopies(rc, this.caches);
-      // A namespace still being reconciled may be writing a copy the caches cannot show yet.
-      // Nudged, not re-added: a namespace that failed waits out its backoff (no hot loop).
-      if (leftovers.size > 0 || this.book.inFlight(rc) > 0) return { enqueue: nudge(leftovers) };
-      const kept = finalizers.filter((f) => f !== FINALIZER);
-      await this.options.executor.patchCredential(rc, {
-        metadata: { resourceVersion: rc.metadata.resourceVersion, finalizers: kept },
-      });
+    const done = await finalized<Enqueue<Key>[]>(rc, FINALIZER, {
+      patch: (metadata) => this.options.executor.patchCredential(rc, { metadata }),
+      // The fan-out: every namespace it selects or still holds a copy in, then its status.
+      apply: async () => {
+        const targets = namespacesWithCopies(rc, this.caches);
+        const compiled = this.book.selectionOf(rc);
+        if (compiled.ok) {
+          for (const ns of this.caches.namespaces.list())
+            if (compiled.selection.namespace(ns) === 'selected') targets.add(ns.metadata.name);
+        }
+        return [...nudge(targets), status(name)];
+      },
+      // Done once no copy is left and no namespace reconcile is still running (it may be writing
+      // a copy the caches cannot show yet). Nudged, not re-added: a namespace that failed waits out
+      // its backoff (no hot loop).
+      cleanup: async () => {
+        const leftovers = namespacesWithCopies(rc, this.caches);
+        return { done: leftovers.size === 0 && this.book.inFlight(rc) === 0, result: nudge(leftovers) };
+      },
+    });
+    if (done.phase === 'removed') {
       this.options.logger.info('cleaned up; finalizer removed', { credential: name, reconcileId });
       this.book.forget(name);
       return;
     }
-    if (!finalizers.includes(FINALIZER)) {
-      const added = [...finalizers, FINALIZER];
-      await this.options.executor.patchCredential(rc, {
-        metadata: { resourceVersion: rc.metadata.resourceVersion, finalizers: added },
-      });
-    }
-    const targets = namespacesWithCopies(rc, this.caches);
-    const compiled = this.book.selectionOf(rc);
-    if (compiled.ok) {
-      for (const ns of this.caches.namespaces.list())
-        if (compiled.selection.namespace(ns) === 'selected') targets.add(ns.metadata.name);
-    }
-    return { enqueue: [...nudge(targets), status(name)] };
+    return { enqueue: done.result ?? [] };
   }
 
   // --- namespace ----------------------------------------------------------------------------------

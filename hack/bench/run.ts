@@ -25,6 +25,8 @@ import {
 } from '../../controlplane/index.ts';
 import { parseSourceSecret } from '../../src/regcred/credential.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
+import { apiserverRequestCounts, countDelta } from '../../test/support/apiserver-metrics.ts';
+import { eventually } from '../../test/support/wait.ts';
 import { FLOOR_CONCURRENCY, floorFanOut, floorOwner, floorReactor, floorRotate, parallel } from './floor.ts';
 import { Observer } from './observer.ts';
 import { convergencePlot, type Figure, table, thin } from './report.ts';
@@ -86,21 +88,8 @@ function canonical(config: string): string {
   return parsed.dataBase64;
 }
 
-async function apiCounts(plane: ControlPlane): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const line of (await plane.get('/metrics')).body.split('\n')) {
-    if (!line.startsWith('apiserver_request_total{')) continue;
-    const l = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-    const key = `${l.verb} ${l.resource}${l.subresource ? `/${l.subresource}` : ''}`;
-    counts[key] = (counts[key] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return counts;
-}
-
-function delta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(after)) if (v - (before[k] ?? 0) > 0) out[k] = v - (before[k] ?? 0);
-  return out;
+async function apiCounts(plane: ControlPlane): Promise<Map<string, number>> {
+  return apiserverRequestCounts((await plane.get('/metrics')).body);
 }
 
 const REGCRED_USER = 'system:serviceaccount:regcred-system:regcred';
@@ -302,18 +291,12 @@ async function startRegcred(kubeconfig: string): Promise<Regcred> {
   return { child, log, health, spawnedAt };
 }
 
-async function poll<T>(
+/** `eventually`, with the benchmark's patience: 10 minutes, checked every 50 ms (readiness is timed by it). */
+function poll<T>(
   what: string,
-  probe: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 600_000,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return eventually(what, probe, { timeoutMs: 600_000, intervalMs: 50 });
 }
 
 async function stopRegcred(r: Regcred): Promise<number> {
@@ -495,7 +478,7 @@ try {
   );
   const f1 = observer.lastEvent('t-') - f1Start;
   const f1Cpu = cpuDelta(f1Cpu0, cpuSeconds(plane, pid), performance.now() - f1Start);
-  const f1Delta = delta(f1Counts, await apiCounts(plane));
+  const f1Delta = countDelta(f1Counts, await apiCounts(plane));
   const f1Regcred = requestsOf(plane, REGCRED_USER, f1Wall, Date.now());
   const f1PeakRss = Math.max(...rss.filter(([t]) => t * 1000 >= f1Start - started).map(([, v]) => v));
   const regcredTimeline = observer.timeline('t-', f1Start);
@@ -537,7 +520,7 @@ try {
   const idleWall = Date.now();
   const idleStart = performance.now();
   await new Promise((r) => setTimeout(r, IDLE_S * 1000)); // the idle period is the measurement
-  const idleDelta = delta(idleCounts, await apiCounts(plane));
+  const idleDelta = countDelta(idleCounts, await apiCounts(plane));
   const idleRegcred = requestsOf(plane, REGCRED_USER, idleWall, Date.now());
   const idleRss = rss.filter(([t]) => t * 1000 >= idleStart - started).map(([, v]) => v);
 
@@ -561,7 +544,7 @@ try {
     return {
       stopMs,
       readyMs: ready,
-      delta: delta(before, await apiCounts(plane)),
+      delta: countDelta(before, await apiCounts(plane)),
       regcred: requestsOf(plane, REGCRED_USER, wall, Date.now()),
       rss: settledRss,
     };

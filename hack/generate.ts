@@ -10,7 +10,8 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dump } from 'js-yaml';
-import { customResourceDefinition, GROUP, PLURAL } from '../src/api/v1alpha1.ts';
+import { customResourceDefinition } from '../src/api/crd.ts';
+import { GROUP, PLURAL } from '../src/api/v1alpha1.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const FILE_NAME = `${PLURAL}.${GROUP}.yaml`;

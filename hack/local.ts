@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { loadAll } from 'js-yaml';
 import { ControlPlane, ControlPlaneError, stopOnInterrupt, streamProgress } from '../controlplane/index.ts';
-import { customResourceDefinition } from '../src/api/v1alpha1.ts';
+import { customResourceDefinition } from '../src/api/crd.ts';
 import { ApiError, KubeClient } from '../src/runtime/kube.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');

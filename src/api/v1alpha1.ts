@@ -6,7 +6,7 @@
 import type { FromSchema, SchemaNode } from './schema-types.ts';
 
 export const GROUP = 'regcred.dev';
-const VERSION = 'v1alpha1';
+export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 export const KIND = 'RegistryCredential';
 export const PLURAL = 'registrycredentials';
@@ -106,7 +106,7 @@ const condition = {
   },
 } as const satisfies SchemaNode;
 
-const specSchema = {
+export const specSchema = {
   type: 'object',
   description: 'Which credential to propagate, to which namespaces and ServiceAccounts, and how.',
   required: ['source', 'namespaces'],
@@ -214,7 +214,7 @@ const specSchema = {
   },
 } as const satisfies SchemaNode;
 
-const statusSchema = {
+export const statusSchema = {
   type: 'object',
   description: 'What the operator last observed and did. Written only when something in it changes.',
   properties: {
@@ -341,73 +341,4 @@ export interface RegistryCredential {
   metadata: ObjectMeta;
   spec: RegistryCredentialSpec;
   status?: RegistryCredentialStatus;
-}
-
-/** The CustomResourceDefinition, as applied to a cluster and written to `crds/` and `config/crd/`. */
-export function customResourceDefinition() {
-  return {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: `${PLURAL}.${GROUP}` },
-    spec: {
-      group: GROUP,
-      scope: 'Cluster',
-      names: {
-        kind: KIND,
-        listKind: `${KIND}List`,
-        plural: PLURAL,
-        singular: 'registrycredential',
-        shortNames: ['regcred'],
-        categories: ['all-regcred'],
-      },
-      versions: [
-        {
-          name: VERSION,
-          served: true,
-          storage: true,
-          subresources: { status: {} },
-          additionalPrinterColumns: [
-            { name: 'Source', type: 'string', jsonPath: '.status.source', description: 'The source Secret.' },
-            {
-              name: 'Secret',
-              type: 'string',
-              jsonPath: '.status.secretName',
-              description: 'Name of the copies.',
-            },
-            {
-              name: 'Synced',
-              type: 'string',
-              jsonPath: '.status.synced',
-              description: 'Synced/selected namespaces.',
-            },
-            { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
-            { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
-            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-          ],
-          schema: {
-            openAPIV3Schema: {
-              type: 'object',
-              description:
-                'RegistryCredential keeps a registry pull credential (a kubernetes.io/dockerconfigjson Secret) copied ' +
-                'into selected namespaces and referenced from selected ServiceAccounts.',
-              required: ['spec'],
-              properties: {
-                apiVersion: { type: 'string', description: 'The API version: regcred.dev/v1alpha1.' },
-                kind: { type: 'string', description: 'RegistryCredential.' },
-                metadata: { type: 'object' },
-                spec: specSchema,
-                status: statusSchema,
-              },
-              'x-kubernetes-validations': [
-                {
-                  rule: 'size(self.metadata.name) <= 63',
-                  message: 'the name must be at most 63 characters: it labels every copy',
-                },
-              ],
-            },
-          },
-        },
-      ],
-    },
-  };
 }

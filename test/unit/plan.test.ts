@@ -3,7 +3,8 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { customResourceDefinition, type RegistryCredential } from '../../src/api/v1alpha1.ts';
+import { customResourceDefinition } from '../../src/api/crd.ts';
+import type { RegistryCredential } from '../../src/api/v1alpha1.ts';
 import type { Namespace, Secret, ServiceAccount } from '../../src/regcred/objects.ts';
 import { PULL_SECRETS_ANNOTATION } from '../../src/regcred/objects.ts';
 import {

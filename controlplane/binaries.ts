@@ -39,11 +39,18 @@ export interface Binaries {
   origin: string;
 }
 
-/** A binary built from the Go module; `source` is the folder of one of the module's own commands. */
-interface Component {
+/**
+ * A binary built from a Go module: `./k8s` unless `moduleDir` names another one; `source` is the
+ * folder of one of the module's own commands; `kubernetesLdflags: false` for binaries outside
+ * Kubernetes (their version comes from their module), `tags` are Go build tags.
+ */
+export interface Component {
   name: string;
   pkg: string;
   source?: string;
+  moduleDir?: string;
+  tags?: readonly string[];
+  kubernetesLdflags?: boolean;
 }
 
 const COMPONENTS: readonly Component[] = [
@@ -131,7 +138,7 @@ export async function fingerprint(goModDir: string, source?: string): Promise<st
   return hash.digest('hex');
 }
 
-interface ResolveOptions {
+export interface ResolveOptions {
   progress: Progress;
   env?: NodeJS.ProcessEnv;
   goModDir?: string;
@@ -159,7 +166,7 @@ export async function resolveKubeletCreds(options: ResolveOptions): Promise<stri
 }
 
 /** Builds those of `components` whose cached binary is missing or stale; returns the bin folder. */
-async function ensureBuilt(
+export async function ensureBuilt(
   components: readonly Component[],
   { progress, env = process.env, goModDir = GO_MODULE_DIR }: ResolveOptions,
 ): Promise<string> {
@@ -167,7 +174,7 @@ async function ensureBuilt(
   const versionDir = join(cacheRoot(env), version);
   const binDir = join(versionDir, 'bin');
   const wanted = new Map<string, string>();
-  for (const c of components) wanted.set(c.name, await fingerprint(goModDir, c.source));
+  for (const c of components) wanted.set(c.name, await fingerprint(c.moduleDir ?? goModDir, c.source));
   if ((await staleComponents(versionDir, components, wanted)).length === 0) return binDir;
 
   await mkdir(versionDir, { recursive: true });
@@ -284,12 +291,22 @@ async function build({
   const log = createWriteStream(logPath, { flags: 'w' });
   const started = Date.now();
   const names = components.map((c) => c.name).join(', ');
-  const estimate = components.includes(COMPONENTS[0]!) ? ' (first run only; ≈ 8 min on 2 cores)' : '';
+  const estimate = components.includes(COMPONENTS[0]!)
+    ? ' (first run only; ≈ 8 min on 2 cores)'
+    : components.some((c) => c.name === 'kubelet')
+      ? ' (first run only; ≈ 3 min on 2 cores)'
+      : '';
   progress.note(`building ${names} (Kubernetes ${version}) into ${binDir}${estimate}`);
   try {
     for (const [i, c] of components.entries()) {
       const label = `${c.name} (${i + 1}/${components.length})`;
-      const flags = ['-trimpath', '-ldflags', versionLdflags(version)];
+      const flags = [
+        '-trimpath',
+        '-ldflags',
+        c.kubernetesLdflags === false ? '-s -w' : versionLdflags(version),
+        ...(c.tags?.length ? ['-tags', c.tags.join(',')] : []),
+      ];
+      const cwd = c.moduleDir ?? goModDir;
       const tmp = join(binDir, `.${c.name}.${process.pid}.tmp`);
       let compiled = 0;
       let total = 0;
@@ -304,11 +321,11 @@ async function build({
       const timer = setInterval(update, 1000);
       try {
         log.write(`\n# go list -deps ${c.pkg}\n`);
-        total = await countStalePackages(c.pkg, goEnv, goModDir, log);
+        total = await countStalePackages(c.pkg, goEnv, cwd, log, c.tags);
         update();
         log.write(`\n# go build ${c.pkg}\n`);
         // `go build -v` prints each package it compiles, one import path per line.
-        await runGo(['build', '-v', ...flags, '-o', tmp, c.pkg], goEnv, goModDir, log, (line) => {
+        await runGo(['build', '-v', ...flags, '-o', tmp, c.pkg], goEnv, cwd, log, (line) => {
           if (/^[\w.\-/]+$/.test(line)) compiled = Math.min(compiled + 1, total);
         });
         await rename(tmp, join(binDir, c.name));
@@ -346,10 +363,19 @@ async function countStalePackages(
   env: NodeJS.ProcessEnv,
   cwd: string,
   log: NodeJS.WritableStream,
+  tags?: readonly string[],
 ): Promise<number> {
   let count = 0;
   await runGo(
-    ['list', '-deps', '-trimpath', '-f', '{{if .Stale}}stale{{end}}', pkg],
+    [
+      'list',
+      '-deps',
+      '-trimpath',
+      ...(tags?.length ? ['-tags', tags.join(',')] : []),
+      '-f',
+      '{{if .Stale}}stale{{end}}',
+      pkg,
+    ],
     env,
     cwd,
     undefined,

@@ -20,10 +20,13 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { type Binaries, resolveBinaries } from './binaries.ts';
 import { ControlPlaneError } from './errors.ts';
 import { cleanLeftovers, KEPT_LOGS_ROOT, WORK_ROOT, writeState } from './leftovers.ts';
+import { NODE_NAME, Node, SERVICE_IP } from './node.ts';
+import { type NodeBinaries, resolveNodeBinaries } from './nodebinaries.ts';
+import { acquireHost, BRIDGE_ADDRESS, type HostLease, NODE_ROOT, nodePreflight } from './nodehost.ts';
 import {
   createCertificateAuthority,
   createSigningKey,
@@ -52,6 +55,15 @@ export interface StartOptions {
    * lines at Metadata level; nobody else's. Lets a benchmark attribute requests to one client.
    */
   auditUsers?: string[];
+  /**
+   * Also start the machine's one local node (containerd, kubelet, kube-scheduler, kube-proxy) and
+   * its private registry; kube-apiserver then listens on the node's bridge address instead of
+   * 127.0.0.1 (so Pods reach it through the `kubernetes` Service) and the controller-manager adds
+   * the workload controllers. Start resolves when the node is Ready and schedulable.
+   */
+  node?: boolean;
+  /** How long to wait for another run's node to stop (default 10 min). */
+  nodeLockWaitMs?: number;
 }
 
 export interface ClientConfig {
@@ -67,6 +79,13 @@ export interface Ports {
 }
 
 const CONTROLLERS = 'serviceaccount,serviceaccount-token,namespace,garbagecollector,root-ca-cert-publisher';
+/** Added with a node, so that Deployments, PodDisruptionBudgets and node taints work. */
+const NODE_CONTROLLERS = 'deployment,replicaset,nodelifecycle,disruption,podgc';
+
+/** The controller-manager's `--controllers`; pure, for tests. */
+export function controllersFor(node: boolean): string {
+  return node ? `${CONTROLLERS},${NODE_CONTROLLERS}` : CONTROLLERS;
+}
 
 export class ControlPlane {
   readonly dir: string;
@@ -88,6 +107,9 @@ export class ControlPlane {
   private readonly apiserver: Component;
   private readonly controllerManager: Component;
   private readonly readyTimeoutMs: number;
+  private lease: HostLease | undefined;
+  /** The local node (with `node: true`). */
+  node: Node | undefined;
   private clientCount = 0;
   private readonly tracked = new Map<string, number>();
   private stopped = false;
@@ -97,6 +119,7 @@ export class ControlPlane {
     logsDir: string;
     binaries: Binaries;
     ports: Ports;
+    server: string;
     ca: KeyPair;
     caPem: string;
     adminPem: Pem;
@@ -108,7 +131,7 @@ export class ControlPlane {
     this.logsDir = init.logsDir;
     this.binaries = init.binaries;
     this.ports = init.ports;
-    this.server = `https://127.0.0.1:${init.ports.apiserver}`;
+    this.server = init.server;
     this.ca = init.ca;
     this.caPem = init.caPem;
     this.adminPem = init.adminPem;
@@ -125,6 +148,15 @@ export class ControlPlane {
     const cleaned = await cleanLeftovers();
     if (cleaned > 0) progress.note(`cleaned up ${cleaned} control plane(s) left by interrupted runs`);
     const binaries = options.binaries ?? (await resolveBinaries({ progress }));
+    let nodeBinaries: NodeBinaries | undefined;
+    let lease: HostLease | undefined;
+    if (options.node) {
+      const cause = await nodePreflight();
+      if (cause) throw new ControlPlaneError(`no local node: ${cause}`);
+      nodeBinaries = await resolveNodeBinaries({ progress });
+      lease = await acquireHost(nodeBinaries, progress, options.nodeLockWaitMs ?? 10 * 60_000);
+    }
+    const host = options.node ? BRIDGE_ADDRESS : '127.0.0.1';
 
     const id = `${process.pid}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     const dir = join(WORK_ROOT, id);
@@ -145,14 +177,27 @@ export class ControlPlane {
       await writeFile(join(dir, 'audit-policy.yaml'), JSON.stringify(policy));
     }
     const ports = await freePorts();
-    const server = `https://127.0.0.1:${ports.apiserver}`;
+    const server = `https://${host}:${ports.apiserver}`;
     const ca = await createCertificateAuthority(pki);
-    const [serving, adminPair, signing] = await Promise.all([
+    const [serving, adminPair, signing, kubeletClient] = await Promise.all([
       issueCertificate(ca, pki, {
         name: 'apiserver',
         commonName: 'kube-apiserver',
         usage: 'serverAuth',
-        subjectAltNames: ['IP:127.0.0.1', 'DNS:localhost'],
+        subjectAltNames: [
+          'IP:127.0.0.1',
+          'DNS:localhost',
+          ...(options.node
+            ? [
+                `IP:${BRIDGE_ADDRESS}`,
+                `IP:${SERVICE_IP}`,
+                'DNS:kubernetes',
+                'DNS:kubernetes.default',
+                'DNS:kubernetes.default.svc',
+                'DNS:kubernetes.default.svc.cluster.local',
+              ]
+            : []),
+        ],
       }),
       issueCertificate(ca, pki, {
         name: 'admin',
@@ -161,6 +206,11 @@ export class ControlPlane {
         usage: 'clientAuth',
       }),
       createSigningKey(pki),
+      issueCertificate(ca, pki, {
+        name: 'apiserver-kubelet-client',
+        commonName: 'kube-apiserver-kubelet-client',
+        usage: 'clientAuth',
+      }),
     ]);
     const caPem = (await readPem({ certPath: ca.certPath, keyPath: ca.keyPath })).cert;
     const adminPem = await readPem(adminPair);
@@ -190,10 +240,17 @@ export class ControlPlane {
       binaries.kubeApiserver,
       [
         `--etcd-servers=http://127.0.0.1:${ports.etcdClient}`,
-        '--bind-address=127.0.0.1',
+        `--bind-address=${host}`,
         `--secure-port=${ports.apiserver}`,
-        '--advertise-address=127.0.0.1',
-        '--endpoint-reconciler-type=none',
+        `--advertise-address=${host}`,
+        // With a node the `kubernetes` endpoints name the bridge address, as Pods need.
+        ...(options.node
+          ? [
+              `--kubelet-client-certificate=${kubeletClient.certPath}`,
+              `--kubelet-client-key=${kubeletClient.keyPath}`,
+              '--kubelet-preferred-address-types=InternalIP',
+            ]
+          : ['--endpoint-reconciler-type=none']),
         `--cert-dir=${join(dir, 'apiserver-certs')}`,
         `--tls-cert-file=${serving.certPath}`,
         `--tls-private-key-file=${serving.keyPath}`,
@@ -220,7 +277,8 @@ export class ControlPlane {
       binaries.kubeControllerManager,
       [
         `--kubeconfig=${admin.path}`,
-        `--controllers=${CONTROLLERS}`,
+        `--controllers=${controllersFor(options.node === true)}`,
+        ...(options.node ? ['--node-monitor-period=1s'] : []),
         `--service-account-private-key-file=${signing.privatePath}`,
         `--root-ca-file=${ca.certPath}`,
         '--leader-elect=false',
@@ -240,6 +298,7 @@ export class ControlPlane {
       logsDir,
       binaries,
       ports,
+      server,
       ca,
       caPem,
       adminPem,
@@ -247,6 +306,7 @@ export class ControlPlane {
       components: { etcd, apiserver, controllerManager },
       readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
     });
+    plane.lease = lease;
     try {
       await plane.startEtcd();
       await plane.startApiserver();
@@ -257,6 +317,11 @@ export class ControlPlane {
         async () => (await plane.get('/api/v1/namespaces/default/serviceaccounts/default')).status === 200,
         plane.readyTimeoutMs,
       );
+      if (nodeBinaries && lease) {
+        const nodeStarted = Date.now();
+        await plane.startNode(nodeBinaries, lease, ca, pki);
+        progress.note(`node ${NODE_NAME} Ready in ${formatDuration(Date.now() - nodeStarted)}`);
+      }
     } catch (err) {
       const kept = await plane.stop({ keepLogs: true });
       const message = err instanceof Error ? err.message : String(err);
@@ -266,6 +331,47 @@ export class ControlPlane {
     }
     progress.note(`control plane ready at ${server} in ${formatDuration(Date.now() - started)}`);
     return plane;
+  }
+
+  private async startNode(binaries: NodeBinaries, lease: HostLease, ca: KeyPair, pki: string): Promise<void> {
+    const rbac = this.admin.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
+    // Our kube-apiserver runs RBAC without the Node authorizer: bind the node's user to system:node.
+    await rbac.createClusterRoleBinding({
+      body: {
+        metadata: { name: 'regcred:node' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:node' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: `system:node:${NODE_NAME}` }],
+      },
+    });
+    this.node = await Node.start({
+      binaries,
+      lease,
+      server: this.server,
+      caPath: ca.certPath,
+      ca,
+      kubeConfig: this.admin.kubeConfig,
+      issue: async (name, commonName, organizations, usage, sans) => {
+        const pair = await issueCertificate(ca, pki, {
+          name,
+          commonName,
+          organizations,
+          usage,
+          ...(sans ? { subjectAltNames: sans } : {}),
+        });
+        return { ...pair, ...(await readPem(pair)) };
+      },
+      writeKubeconfig: async (path, user, cert, key) =>
+        (
+          await writeClientConfig(path, this.server, this.caPem, user, {
+            'client-certificate-data': b64(cert),
+            'client-key-data': b64(key),
+          })
+        ).path,
+      get: (path) => this.get(path),
+      freePort,
+      timeoutMs: this.readyTimeoutMs,
+    });
+    await this.recordState();
   }
 
   async startEtcd(): Promise<void> {
@@ -312,15 +418,22 @@ export class ControlPlane {
     if (this.stopped) return undefined;
     this.stopped = true;
     const crashed = [this.etcd, this.apiserver, this.controllerManager].some((c) => c.unexpectedExit);
+    const keptName = `${new Date().toISOString().replaceAll(':', '')}-${this.dir.split('/').pop()}`;
+    if (this.lease) {
+      const nodeCrashed = ((await this.node?.failures()) ?? []).length > 0;
+      if (options.keepLogs || crashed || nodeCrashed)
+        await cp(join(NODE_ROOT, 'logs'), join(KEPT_LOGS_ROOT, `${keptName}-node`), {
+          recursive: true,
+        }).catch(() => {});
+      if (this.node) await this.node.stop();
+      else await this.lease.release();
+    }
     await this.controllerManager.stop();
     await this.apiserver.stop();
     await this.etcd.stop();
     let kept: string | undefined;
     if (options.keepLogs || crashed) {
-      kept = join(
-        KEPT_LOGS_ROOT,
-        `${new Date().toISOString().replaceAll(':', '')}-${this.dir.split('/').pop()}`,
-      );
+      kept = join(KEPT_LOGS_ROOT, keptName);
       await cp(this.logsDir, kept, { recursive: true });
     }
     await rm(this.dir, { recursive: true, force: true });
@@ -329,13 +442,17 @@ export class ControlPlane {
 
   /** For `process.on('exit')`: kills every component synchronously. The next start removes the directory. */
   killNow(): void {
+    this.node?.killNow();
     for (const c of [this.controllerManager, this.apiserver, this.etcd]) c.killNow();
   }
 
   /** Components that exited without being stopped, with the reason; empty while all is well. */
   async failures(): Promise<string[]> {
     const failed = [this.etcd, this.apiserver, this.controllerManager].filter((c) => c.unexpectedExit);
-    return Promise.all(failed.map(async (c) => (await c.exitError('exited unexpectedly')).message));
+    const own = await Promise.all(
+      failed.map(async (c) => (await c.exitError('exited unexpectedly')).message),
+    );
+    return [...own, ...((await this.node?.failures()) ?? [])];
   }
 
   /** A kubeconfig authenticating with a client certificate for `user` in `groups`. */
@@ -448,6 +565,18 @@ function plainGet(url: string): Promise<{ status: number; body: string }> {
     req.on('error', reject);
     req.end();
   });
+}
+
+/** One free loopback port. */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve, reject) => {
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (s.address() as import('node:net').AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
 }
 
 /** Distinct free loopback ports, found by binding port 0; all held until all are known. */

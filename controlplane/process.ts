@@ -39,16 +39,25 @@ export class Component {
   readonly logPath: string;
   private readonly command: string;
   private readonly args: readonly string[];
+  private readonly env: NodeJS.ProcessEnv;
   private child: ChildProcess | undefined;
   private exitPromise: Promise<Exit> | undefined;
   private exitInfo: Exit | undefined;
   private stopping = false;
 
-  constructor(name: string, command: string, args: readonly string[], logPath: string) {
+  /** `env` adds to (or overrides) this process's environment. */
+  constructor(
+    name: string,
+    command: string,
+    args: readonly string[],
+    logPath: string,
+    env: NodeJS.ProcessEnv = {},
+  ) {
     this.name = name;
     this.command = command;
     this.args = args;
     this.logPath = logPath;
+    this.env = env;
   }
 
   get pid(): number | undefined {
@@ -69,7 +78,12 @@ export class Component {
       const child = spawn(this.command, this.args, {
         detached: true,
         stdio: ['ignore', fd, fd],
-        env: { ...process.env, NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost' },
+        env: {
+          ...process.env,
+          NO_PROXY: '127.0.0.1,localhost,10.201.0.1',
+          no_proxy: '127.0.0.1,localhost,10.201.0.1',
+          ...this.env,
+        },
       });
       this.child = child;
       this.exitPromise = new Promise((resolve) => {

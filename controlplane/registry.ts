@@ -1,0 +1,270 @@
+/**
+ * A private OCI registry for the local node: the CNCF distribution registry (Debian's
+ * `docker-registry`) with TLS and htpasswd (bcrypt) password authentication, and the images the
+ * node needs, built with crane from busybox without a Docker engine.
+ *
+ * Guarantees:
+ * - It listens on 127.0.0.1 only, on a free port; `host` is what image references and pull
+ *   Secrets name. Its certificate is signed by the control plane's CA, which containerd trusts
+ *   for this host through `certs.d/<host>/hosts.toml`; containerd itself holds no credentials.
+ * - `setUser` creates a user or changes its password; the registry reads the password file again
+ *   when it changes (a test rotates a credential at the registry).
+ * - `pulls()` reads from the registry's JSON log which user fetched which manifest.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ControlPlaneError } from './errors.ts';
+import type { NodeBinaries } from './nodebinaries.ts';
+import { Component } from './process.ts';
+
+const run = promisify(execFile);
+
+export interface Pull {
+  user: string;
+  repository: string;
+  reference: string;
+  status: number;
+  time: string;
+}
+
+/** Parses the registry's JSON access log into manifest fetches; pure, for tests. */
+export function parsePulls(log: string): Pull[] {
+  const pulls: Pull[] = [];
+  for (const line of log.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    const uri = entry['http.request.uri'];
+    const method = entry['http.request.method'];
+    if (typeof uri !== 'string' || (method !== 'GET' && method !== 'HEAD')) continue;
+    if (entry['http.response.status'] === undefined) continue;
+    const m = /^\/v2\/(.+)\/manifests\/([^/?]+)$/.exec(uri);
+    if (!m) continue;
+    pulls.push({
+      user: typeof entry['auth.user.name'] === 'string' ? (entry['auth.user.name'] as string) : '',
+      repository: m[1]!,
+      reference: m[2]!,
+      status: Number(entry['http.response.status']),
+      time: String(entry.time ?? ''),
+    });
+  }
+  return pulls;
+}
+
+/** The registry's configuration; pure, for tests. */
+export function registryConfig(o: {
+  addr: string;
+  dataDir: string;
+  certPath: string;
+  keyPath: string;
+  htpasswdPath: string;
+}): string {
+  return JSON.stringify(
+    {
+      version: 0.1,
+      log: { level: 'info', formatter: 'json', accesslog: { disabled: true } },
+      storage: { filesystem: { rootdirectory: o.dataDir }, delete: { enabled: true } },
+      http: { addr: o.addr, tls: { certificate: o.certPath, key: o.keyPath } },
+      auth: { htpasswd: { realm: 'regcred-local', path: o.htpasswdPath } },
+    },
+    null,
+    2,
+  );
+}
+
+export class Registry {
+  readonly host: string;
+  readonly dir: string;
+  private readonly component: Component;
+  private readonly binaries: NodeBinaries;
+  private readonly users = new Map<string, string>();
+  private readonly htpasswdPath: string;
+  private readonly caPath: string;
+
+  private constructor(init: {
+    host: string;
+    dir: string;
+    component: Component;
+    binaries: NodeBinaries;
+    caPath: string;
+  }) {
+    this.host = init.host;
+    this.dir = init.dir;
+    this.component = init.component;
+    this.binaries = init.binaries;
+    this.caPath = init.caPath;
+    this.htpasswdPath = join(init.dir, 'htpasswd');
+  }
+
+  get logPath(): string {
+    return this.component.logPath;
+  }
+
+  get pid(): number | undefined {
+    return this.component.pid;
+  }
+
+  static async start(o: {
+    dir: string;
+    logsDir: string;
+    port: number;
+    binaries: NodeBinaries;
+    caPath: string;
+    certPath: string;
+    keyPath: string;
+    timeoutMs: number;
+  }): Promise<Registry> {
+    await mkdir(join(o.dir, 'data'), { recursive: true });
+    const host = `127.0.0.1:${o.port}`;
+    const configPath = join(o.dir, 'config.yml');
+    await writeFile(
+      configPath,
+      registryConfig({
+        addr: host,
+        dataDir: join(o.dir, 'data'),
+        certPath: o.certPath,
+        keyPath: o.keyPath,
+        htpasswdPath: join(o.dir, 'htpasswd'),
+      }),
+    );
+    const component = new Component(
+      'registry',
+      o.binaries.registry,
+      ['serve', configPath],
+      join(o.logsDir, 'registry.log'),
+    );
+    const registry = new Registry({ host, dir: o.dir, component, binaries: o.binaries, caPath: o.caPath });
+    await registry.setUser('regcred-images', randomPassword());
+    component.start();
+    await component.waitUntil(
+      `https://${host}/v2/ answers 401`,
+      async () => (await registry.curl('/v2/')) === 401,
+      o.timeoutMs,
+    );
+    return registry;
+  }
+
+  async stop(): Promise<void> {
+    await this.component.stop();
+  }
+
+  /** Creates `user` or changes its password. */
+  async setUser(user: string, password: string): Promise<void> {
+    this.users.set(user, password);
+    const lines: string[] = [];
+    for (const [u, p] of this.users) lines.push((await this.hash(u, p)).trim());
+    await writeFile(this.htpasswdPath, `${lines.join('\n')}\n`, { mode: 0o600 });
+  }
+
+  async removeUser(user: string): Promise<void> {
+    this.users.delete(user);
+    const lines: string[] = [];
+    for (const [u, p] of this.users) lines.push((await this.hash(u, p)).trim());
+    await writeFile(this.htpasswdPath, `${lines.join('\n')}\n`, { mode: 0o600 });
+  }
+
+  /** Manifest fetches recorded in the registry's log so far. */
+  async pulls(): Promise<Pull[]> {
+    return parsePulls(await readFile(this.logPath, 'utf8').catch(() => ''));
+  }
+
+  /** A `kubernetes.io/dockerconfigjson` document for `user`. */
+  dockerConfigJson(user: string, password: string): string {
+    const auth = Buffer.from(`${user}:${password}`).toString('base64');
+    return JSON.stringify({ auths: { [this.host]: { username: user, password, auth } } });
+  }
+
+  private async hash(user: string, password: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.binaries.htpasswd, [user], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (c: Buffer) => {
+        out += c;
+      });
+      child.stderr.on('data', (c: Buffer) => {
+        err += c;
+      });
+      child.on('error', reject);
+      child.on('close', (code) =>
+        code === 0 ? resolve(out) : reject(new ControlPlaneError(`htpasswd failed: ${err.trim()}`)),
+      );
+      child.stdin.end(password);
+    });
+  }
+
+  /** The HTTP status of an anonymous GET, for readiness. */
+  private async curl(path: string): Promise<number> {
+    const { request } = await import('node:https');
+    const ca = await readFile(this.caPath, 'utf8');
+    return new Promise((resolve, reject) => {
+      const req = request(`https://${this.host}${path}`, { ca, timeout: 2000 }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  /**
+   * Builds an image from one folder as a single layer with crane and pushes it as `ref`
+   * (`<repository>:<tag>` on this registry), for linux/amd64 with `entrypoint`.
+   */
+  async pushImage(o: {
+    repository: string;
+    tag: string;
+    rootfs: string;
+    entrypoint: string[];
+  }): Promise<string> {
+    const ref = `${this.host}/${o.repository}:${o.tag}`;
+    const work = join(this.dir, 'build', `${o.repository.replaceAll('/', '_')}-${o.tag}`);
+    await mkdir(work, { recursive: true });
+    const layer = join(work, 'layer.tar');
+    await run('tar', ['-C', o.rootfs, '-cf', layer, '.']);
+    const env = await this.craneEnv(work);
+    await run(this.binaries.crane, ['append', '--oci-empty-base', '-f', layer, '-t', `${ref}-base`], { env });
+    await run(
+      this.binaries.crane,
+      [
+        'mutate',
+        '--set-platform',
+        'linux/amd64',
+        '--entrypoint',
+        o.entrypoint.join(','),
+        '-t',
+        ref,
+        `${ref}-base`,
+      ],
+      { env },
+    );
+    return ref;
+  }
+
+  /** Saves `ref` as a tarball that `ctr images import` reads. */
+  async saveImage(ref: string, path: string): Promise<void> {
+    const env = await this.craneEnv(join(this.dir, 'build'));
+    await run(this.binaries.crane, ['pull', '--format', 'tarball', ref, path], { env });
+  }
+
+  /** crane's environment: this registry's CA, and a private docker config with the image user. */
+  private async craneEnv(work: string): Promise<NodeJS.ProcessEnv> {
+    const dockerConfig = join(work, 'docker');
+    await mkdir(dockerConfig, { recursive: true });
+    const password = this.users.get('regcred-images') ?? '';
+    await writeFile(join(dockerConfig, 'config.json'), this.dockerConfigJson('regcred-images', password));
+    await chmod(join(dockerConfig, 'config.json'), 0o600);
+    return { ...process.env, DOCKER_CONFIG: dockerConfig, SSL_CERT_FILE: this.caPath, HOME: work };
+  }
+}
+
+function randomPassword(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(18))).toString('base64url');
+}

@@ -434,6 +434,19 @@ export class Node {
     }
   }
 
+  /**
+   * Builds a small private image (busybox as one layer, entrypoint `/bin/busybox`), pushes it to
+   * the registry and returns its reference. It is never put into containerd: kubelet must pull it.
+   */
+  async pushPrivateImage(repository: string, tag: string): Promise<string> {
+    return this.registry.pushImage({
+      repository,
+      tag,
+      rootfs: join(NODE_ROOT, 'images', 'busybox-rootfs'),
+      entrypoint: ['/bin/busybox'],
+    });
+  }
+
   /** Stops every component, puts the machine back; with `keepTo`, copies the logs there first. */
   async stop(keepTo?: string): Promise<void> {
     if (this.stopped) return;

@@ -9,10 +9,15 @@
  *   for this host through `certs.d/<host>/hosts.toml`; containerd itself holds no credentials.
  * - `setUser` creates a user or changes its password; the registry reads the password file again
  *   when it changes (a test rotates a credential at the registry).
- * - `pulls()` reads from the registry's JSON log which user fetched which manifest.
+ * - `pulls()` reads which user fetched which manifest from the registry's pull log. Registry 2.8
+ *   names the user only in its error lines, so the log is made of its notifications: it posts an
+ *   event (with the authenticated user as `actor.name`) for every manifest it serves, to a listener
+ *   on 127.0.0.1 that appends each as one JSON line to `pulls.log`.
  */
 import { execFile, spawn } from 'node:child_process';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ControlPlaneError } from './errors.ts';
@@ -25,33 +30,35 @@ export interface Pull {
   user: string;
   repository: string;
   reference: string;
-  status: number;
   time: string;
 }
 
-/** Parses the registry's JSON access log into manifest fetches; pure, for tests. */
+interface RegistryEvent {
+  action?: string;
+  timestamp?: string;
+  target?: { mediaType?: string; repository?: string; tag?: string; digest?: string };
+  request?: { method?: string };
+  actor?: { name?: string };
+}
+
+const MANIFEST_TYPES = /manifest|image\.index|manifest\.list/;
+
+/** Parses the pull log (one registry event per line) into manifest fetches; pure, for tests. */
 export function parsePulls(log: string): Pull[] {
   const pulls: Pull[] = [];
   for (const line of log.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    let entry: Record<string, unknown>;
+    let event: RegistryEvent;
     try {
-      entry = JSON.parse(line);
+      event = JSON.parse(line);
     } catch {
       continue;
     }
-    const uri = entry['http.request.uri'];
-    const method = entry['http.request.method'];
-    if (typeof uri !== 'string' || (method !== 'GET' && method !== 'HEAD')) continue;
-    if (entry['http.response.status'] === undefined) continue;
-    const m = /^\/v2\/(.+)\/manifests\/([^/?]+)$/.exec(uri);
-    if (!m) continue;
+    if (event.action !== 'pull' || !MANIFEST_TYPES.test(event.target?.mediaType ?? '')) continue;
     pulls.push({
-      user: typeof entry['auth.user.name'] === 'string' ? (entry['auth.user.name'] as string) : '',
-      repository: m[1]!,
-      reference: m[2]!,
-      status: Number(entry['http.response.status']),
-      time: String(entry.time ?? ''),
+      user: event.actor?.name ?? '',
+      repository: event.target?.repository ?? '',
+      reference: event.target?.tag || event.target?.digest || '',
+      time: event.timestamp ?? '',
     });
   }
   return pulls;
@@ -64,6 +71,7 @@ export function registryConfig(o: {
   certPath: string;
   keyPath: string;
   htpasswdPath: string;
+  eventsUrl: string;
 }): string {
   return JSON.stringify(
     {
@@ -72,6 +80,9 @@ export function registryConfig(o: {
       storage: { filesystem: { rootdirectory: o.dataDir }, delete: { enabled: true } },
       http: { addr: o.addr, tls: { certificate: o.certPath, key: o.keyPath } },
       auth: { htpasswd: { realm: 'regcred-local', path: o.htpasswdPath } },
+      notifications: {
+        endpoints: [{ name: 'pull-log', url: o.eventsUrl, timeout: '2s', threshold: 1, backoff: '200ms' }],
+      },
     },
     null,
     2,
@@ -86,6 +97,7 @@ export class Registry {
   private readonly users = new Map<string, string>();
   private readonly htpasswdPath: string;
   private readonly caPath: string;
+  private readonly events: Server;
 
   private constructor(init: {
     host: string;
@@ -93,7 +105,9 @@ export class Registry {
     component: Component;
     binaries: NodeBinaries;
     caPath: string;
+    events: Server;
   }) {
+    this.events = init.events;
     this.host = init.host;
     this.dir = init.dir;
     this.component = init.component;
@@ -123,6 +137,7 @@ export class Registry {
     await mkdir(join(o.dir, 'data'), { recursive: true });
     const host = `127.0.0.1:${o.port}`;
     const configPath = join(o.dir, 'config.yml');
+    const events = await pullLogListener(join(o.dir, 'pulls.log'));
     await writeFile(
       configPath,
       registryConfig({
@@ -131,6 +146,7 @@ export class Registry {
         certPath: o.certPath,
         keyPath: o.keyPath,
         htpasswdPath: join(o.dir, 'htpasswd'),
+        eventsUrl: `http://127.0.0.1:${(events.address() as AddressInfo).port}/events`,
       }),
     );
     const component = new Component(
@@ -139,7 +155,14 @@ export class Registry {
       ['serve', configPath],
       join(o.logsDir, 'registry.log'),
     );
-    const registry = new Registry({ host, dir: o.dir, component, binaries: o.binaries, caPath: o.caPath });
+    const registry = new Registry({
+      host,
+      dir: o.dir,
+      component,
+      binaries: o.binaries,
+      caPath: o.caPath,
+      events,
+    });
     await registry.setUser('regcred-images', randomPassword());
     component.start();
     await component.waitUntil(
@@ -152,6 +175,7 @@ export class Registry {
 
   async stop(): Promise<void> {
     await this.component.stop();
+    await new Promise((r) => this.events.close(r));
   }
 
   /** Creates `user` or changes its password. */
@@ -169,9 +193,9 @@ export class Registry {
     await writeFile(this.htpasswdPath, `${lines.join('\n')}\n`, { mode: 0o600 });
   }
 
-  /** Manifest fetches recorded in the registry's log so far. */
+  /** Manifest fetches recorded in the pull log so far (the registry posts them within moments). */
   async pulls(): Promise<Pull[]> {
-    return parsePulls(await readFile(this.logPath, 'utf8').catch(() => ''));
+    return parsePulls(await readFile(join(this.dir, 'pulls.log'), 'utf8').catch(() => ''));
   }
 
   /** A `kubernetes.io/dockerconfigjson` document for `user`. */
@@ -263,6 +287,30 @@ export class Registry {
     await chmod(join(dockerConfig, 'config.json'), 0o600);
     return { ...process.env, DOCKER_CONFIG: dockerConfig, SSL_CERT_FILE: this.caPath, HOME: work };
   }
+}
+
+/** Receives the registry's notifications and appends each event to `path` as one JSON line. */
+async function pullLogListener(path: string): Promise<Server> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let lines = '';
+      try {
+        const envelope = JSON.parse(Buffer.concat(chunks).toString()) as { events?: unknown[] };
+        for (const e of envelope.events ?? []) lines += `${JSON.stringify(e)}\n`;
+      } catch {
+        // Not an envelope: nothing to record.
+      }
+      void appendFile(path, lines).finally(() => res.end());
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  server.unref();
+  return server;
 }
 
 function randomPassword(): string {

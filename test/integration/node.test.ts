@@ -180,13 +180,92 @@ describe('the local node', function () {
     expect(pods.items.map((p) => p.status?.phase)).to.deep.equal(['Running']);
   });
 
-  it('leaves nothing behind when it stops', async () => {
-    const during = await machineSnapshot(tools);
-    expect(during.links).to.include('regcred0');
-    expect(during.cgroups?.length).to.be.greaterThan(0);
-    await plane!.stop();
-    plane = undefined;
-    const after = await machineSnapshot(tools);
-    expect(after).to.deep.equal(snapshotBefore);
+  describe('pulling from the private registry', () => {
+    let image: string;
+    const password = `pw-${Date.now().toString(36)}`;
+
+    before(async function () {
+      this.timeout(60_000);
+      await plane!.node!.registry.setUser('tenant-a', password);
+      image = await plane!.node!.pushPrivateImage('acme/app', '1');
+    });
+
+    async function tenant(withSecret: boolean): Promise<string> {
+      const namespace = uniqueName(withSecret ? 'node-pull' : 'node-nopull');
+      await core.createNamespace({ body: { metadata: { name: namespace } } });
+      if (withSecret) {
+        await core.createNamespacedSecret({
+          namespace,
+          body: {
+            metadata: { name: 'pull' },
+            type: 'kubernetes.io/dockerconfigjson',
+            stringData: { '.dockerconfigjson': plane!.node!.registry.dockerConfigJson('tenant-a', password) },
+          },
+        });
+        await eventually('the default ServiceAccount exists', () =>
+          core.readNamespacedServiceAccount({ namespace, name: 'default' }),
+        );
+        await core.patchNamespacedServiceAccount({
+          namespace,
+          name: 'default',
+          body: [{ op: 'add', path: '/imagePullSecrets', value: [{ name: 'pull' }] }],
+        });
+      }
+      await core.createNamespacedPod({
+        namespace,
+        body: {
+          metadata: { name: 'app' },
+          spec: {
+            restartPolicy: 'Never',
+            containers: [
+              { name: 'app', image, imagePullPolicy: 'Always', args: ['echo', 'private image ran'] },
+            ],
+          },
+        },
+      });
+      return namespace;
+    }
+
+    it('a Pod whose ServiceAccount lists the pull Secret pulls the private image, as that user', async () => {
+      const namespace = await tenant(true);
+      await eventually(
+        'the Pod succeeded',
+        async () => (await podPhase(core, namespace, 'app')).status?.phase === 'Succeeded',
+        { timeoutMs: 60_000 },
+      );
+      expect(await core.readNamespacedPodLog({ namespace, name: 'app' })).to.contain('private image ran');
+      await eventually('the registry recorded the pull by tenant-a', async () =>
+        (await plane!.node!.registry.pulls()).some(
+          (p) => p.user === 'tenant-a' && p.repository === 'acme/app',
+        ),
+      );
+    });
+
+    it('a Pod without the Secret is refused by the registry', async () => {
+      const namespace = await tenant(false);
+      const waiting = await eventually(
+        'the Pod waits with ErrImagePull or ImagePullBackOff',
+        async () => {
+          const state = (await podPhase(core, namespace, 'app')).status?.containerStatuses?.[0]?.state
+            ?.waiting;
+          return state?.reason === 'ErrImagePull' || state?.reason === 'ImagePullBackOff' ? state : undefined;
+        },
+        { timeoutMs: 60_000 },
+      );
+      expect(waiting.message ?? '').to.match(/401|unauthorized|authorization|basic auth/i);
+    });
+  });
+
+  // Last: mocha runs a suite's own tests before its nested suites.
+  describe('stopping', () => {
+    it('leaves nothing behind when it stops', async () => {
+      const during = await machineSnapshot(tools);
+      expect(during.links).to.include('regcred0');
+      expect(during.cgroups?.length).to.be.greaterThan(0);
+      await plane!.stop();
+      plane = undefined;
+      const after = await machineSnapshot(tools);
+      expect(after).to.deep.equal(snapshotBefore);
+    });
   });
 });

@@ -139,39 +139,42 @@ describe('local node: configuration', () => {
         certPath: '/c',
         keyPath: '/k',
         htpasswdPath: '/h',
+        eventsUrl: 'http://127.0.0.1:9/events',
       }),
     );
     expect(config.http).to.deep.equal({ addr: '127.0.0.1:5000', tls: { certificate: '/c', key: '/k' } });
     expect(config.auth).to.deep.equal({ htpasswd: { realm: 'regcred-local', path: '/h' } });
     expect(config.log.formatter).to.equal('json');
+    expect(config.notifications.endpoints[0].url).to.equal('http://127.0.0.1:9/events');
+    expect(config.notifications.endpoints[0].url).to.equal('http://127.0.0.1:9/events');
   });
 
-  it('reads which user fetched which manifest from the registry log', () => {
+  it('reads which user fetched which manifest from the pull log', () => {
+    const manifest = 'application/vnd.oci.image.manifest.v1+json';
     const log = [
       'not json',
       JSON.stringify({
-        'auth.user.name': 'alice',
-        'http.request.method': 'GET',
-        'http.request.uri': '/v2/acme/app/manifests/1',
-        'http.response.status': 200,
-        time: 't1',
+        action: 'pull',
+        timestamp: 't1',
+        target: { mediaType: manifest, repository: 'acme/app', tag: '1', digest: 'sha256:ab' },
+        actor: { name: 'alice' },
+      }),
+      JSON.stringify({ action: 'push', target: { mediaType: manifest, repository: 'acme/app', tag: '1' } }),
+      JSON.stringify({
+        action: 'pull',
+        target: { mediaType: 'application/octet-stream', repository: 'acme/app', digest: 'sha256:cd' },
+        actor: { name: 'alice' },
       }),
       JSON.stringify({
-        'http.request.method': 'GET',
-        'http.request.uri': '/v2/',
-        'http.response.status': 401,
+        action: 'pull',
+        timestamp: 't2',
+        target: { mediaType: manifest, repository: 'acme/app', digest: 'sha256:ab' },
+        actor: {},
       }),
-      JSON.stringify({
-        'http.request.method': 'HEAD',
-        'http.request.uri': '/v2/acme/app/manifests/sha256:ab',
-        'http.response.status': 401,
-        time: 't2',
-      }),
-      JSON.stringify({ 'http.request.method': 'GET', 'http.request.uri': '/v2/acme/app/blobs/sha256:cd' }),
     ].join('\n');
     expect(parsePulls(log)).to.deep.equal([
-      { user: 'alice', repository: 'acme/app', reference: '1', status: 200, time: 't1' },
-      { user: '', repository: 'acme/app', reference: 'sha256:ab', status: 401, time: 't2' },
+      { user: 'alice', repository: 'acme/app', reference: '1', time: 't1' },
+      { user: '', repository: 'acme/app', reference: 'sha256:ab', time: 't2' },
     ]);
   });
 });

@@ -206,7 +206,7 @@ export class Node {
   get pids(): Record<string, number> {
     const pids: Record<string, number> = {};
     for (const c of this.components) if (c.pid) pids[c.name] = c.pid;
-    if (this.registry.pid) pids.registry = this.registry.pid;
+    for (const [i, pid] of this.registry.pids.entries()) pids[`registry-${i}`] = pid;
     return pids;
   }
 
@@ -249,18 +249,21 @@ export class Node {
         dir: join(root, 'registry'),
         logsDir,
         port: await ctx.freePort(),
+        bridgeAddress: BRIDGE_ADDRESS,
         binaries: ctx.binaries,
         caPath: ctx.caPath,
         certPath: serving.certPath,
         keyPath: serving.keyPath,
         timeoutMs: ctx.timeoutMs,
       });
-      const hostDir = join(root, 'certs.d', registry.host);
-      await mkdir(hostDir, { recursive: true });
-      await writeFile(
-        join(hostDir, 'hosts.toml'),
-        `server = 'https://${registry.host}'\n\n[host.'https://${registry.host}']\n  capabilities = ['pull', 'resolve']\n  ca = '${ctx.caPath}'\n`,
-      );
+      for (const host of [registry.host, registry.bridgeHost]) {
+        const hostDir = join(root, 'certs.d', host);
+        await mkdir(hostDir, { recursive: true });
+        await writeFile(
+          join(hostDir, 'hosts.toml'),
+          `server = 'https://${host}'\n\n[host.'https://${host}']\n  capabilities = ['pull', 'resolve']\n  ca = '${ctx.caPath}'\n`,
+        );
+      }
 
       const containerdDir = join(root, 'containerd');
       await mkdir(containerdDir, { recursive: true });

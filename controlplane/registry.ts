@@ -4,11 +4,12 @@
  * node needs, built with crane from busybox without a Docker engine.
  *
  * Guarantees:
- * - It listens on 127.0.0.1 only, on a free port; `host` is what image references and pull
- *   Secrets name. Its certificate is signed by the control plane's CA, which containerd trusts
- *   for this host through `certs.d/<host>/hosts.toml`; containerd itself holds no credentials.
- * - `setUser` creates a user or changes its password; the registry reads the password file again
- *   when it changes (a test rotates a credential at the registry).
+ * - It listens on 127.0.0.1 and on the node's bridge address, on one free port; `host` (loopback)
+ *   is what image references and pull Secrets name. Its certificate is signed by the control
+ *   plane's CA, which containerd trusts through `certs.d/<host>/hosts.toml`; containerd itself
+ *   holds no credentials.
+ * - `setUser` creates a user or changes its password, effective when it returns (a test rotates a
+ *   credential at the registry).
  * - `pulls()` reads which user fetched which manifest from the registry's pull log. Registry 2.8
  *   names the user only in its error lines, so the log is made of its notifications: it posts an
  *   event (with the authenticated user as `actor.name`) for every manifest it serves, to a listener
@@ -90,44 +91,55 @@ export function registryConfig(o: {
 }
 
 export class Registry {
+  /** The loopback listener (`127.0.0.1:<port>`): what image references and pull Secrets name. */
   readonly host: string;
+  /** The same registry on the node's bridge address, reachable from Pods. */
+  readonly bridgeHost: string;
   readonly dir: string;
-  private readonly component: Component;
+  private readonly components: Component[];
   private readonly binaries: NodeBinaries;
   private readonly users = new Map<string, string>();
   private readonly htpasswdPath: string;
   private readonly caPath: string;
   private readonly events: Server;
+  private readonly timeoutMs: number;
 
   private constructor(init: {
-    host: string;
+    hosts: [string, string];
     dir: string;
-    component: Component;
+    components: Component[];
     binaries: NodeBinaries;
     caPath: string;
     events: Server;
+    timeoutMs: number;
   }) {
     this.events = init.events;
-    this.host = init.host;
+    [this.host, this.bridgeHost] = init.hosts;
     this.dir = init.dir;
-    this.component = init.component;
+    this.components = init.components;
     this.binaries = init.binaries;
     this.caPath = init.caPath;
+    this.timeoutMs = init.timeoutMs;
     this.htpasswdPath = join(init.dir, 'htpasswd');
   }
 
-  get logPath(): string {
-    return this.component.logPath;
+  get logPaths(): string[] {
+    return this.components.map((c) => c.logPath);
   }
 
-  get pid(): number | undefined {
-    return this.component.pid;
+  get pids(): number[] {
+    return this.components.flatMap((c) => (c.pid ? [c.pid] : []));
   }
 
+  /**
+   * Starts one registry process per address (distribution listens on one address each), sharing
+   * storage, passwords and the pull log.
+   */
   static async start(o: {
     dir: string;
     logsDir: string;
     port: number;
+    bridgeAddress: string;
     binaries: NodeBinaries;
     caPath: string;
     certPath: string;
@@ -135,62 +147,80 @@ export class Registry {
     timeoutMs: number;
   }): Promise<Registry> {
     await mkdir(join(o.dir, 'data'), { recursive: true });
-    const host = `127.0.0.1:${o.port}`;
-    const configPath = join(o.dir, 'config.yml');
+    const hosts: [string, string] = [`127.0.0.1:${o.port}`, `${o.bridgeAddress}:${o.port}`];
     const events = await pullLogListener(join(o.dir, 'pulls.log'));
-    await writeFile(
-      configPath,
-      registryConfig({
-        addr: host,
-        dataDir: join(o.dir, 'data'),
-        certPath: o.certPath,
-        keyPath: o.keyPath,
-        htpasswdPath: join(o.dir, 'htpasswd'),
-        eventsUrl: `http://127.0.0.1:${(events.address() as AddressInfo).port}/events`,
-      }),
-    );
-    const component = new Component(
-      'registry',
-      o.binaries.registry,
-      ['serve', configPath],
-      join(o.logsDir, 'registry.log'),
-    );
+    const components: Component[] = [];
+    for (const [i, addr] of hosts.entries()) {
+      const configPath = join(o.dir, `config-${i}.yml`);
+      await writeFile(
+        configPath,
+        registryConfig({
+          addr,
+          dataDir: join(o.dir, 'data'),
+          certPath: o.certPath,
+          keyPath: o.keyPath,
+          htpasswdPath: join(o.dir, 'htpasswd'),
+          eventsUrl: `http://127.0.0.1:${(events.address() as AddressInfo).port}/events`,
+        }),
+      );
+      const name = i === 0 ? 'registry' : 'registry-bridge';
+      components.push(
+        new Component(name, o.binaries.registry, ['serve', configPath], join(o.logsDir, `${name}.log`)),
+      );
+    }
     const registry = new Registry({
-      host,
+      hosts,
       dir: o.dir,
-      component,
+      components,
       binaries: o.binaries,
       caPath: o.caPath,
       events,
+      timeoutMs: o.timeoutMs,
     });
     await registry.setUser('regcred-images', randomPassword());
-    component.start();
-    await component.waitUntil(
-      `https://${host}/v2/ answers 401`,
-      async () => (await registry.curl('/v2/')) === 401,
-      o.timeoutMs,
-    );
+    await registry.startAll();
     return registry;
   }
 
+  private async startAll(): Promise<void> {
+    for (const c of this.components) c.start();
+    for (const [i, c] of this.components.entries()) {
+      const host = i === 0 ? this.host : this.bridgeHost;
+      await c.waitUntil(
+        `https://${host}/v2/ answers 401`,
+        async () => (await this.anonymousStatus(host, '/v2/')) === 401,
+        this.timeoutMs,
+      );
+    }
+  }
+
   async stop(): Promise<void> {
-    await this.component.stop();
+    for (const c of this.components) await c.stop();
     await new Promise((r) => this.events.close(r));
   }
 
-  /** Creates `user` or changes its password. */
+  /**
+   * Creates `user` or changes its password. The registry reads its password file only when it
+   * starts, so a running registry is restarted (in well under a second; storage is kept).
+   */
   async setUser(user: string, password: string): Promise<void> {
     this.users.set(user, password);
-    const lines: string[] = [];
-    for (const [u, p] of this.users) lines.push((await this.hash(u, p)).trim());
-    await writeFile(this.htpasswdPath, `${lines.join('\n')}\n`, { mode: 0o600 });
+    await this.writePasswords();
   }
 
   async removeUser(user: string): Promise<void> {
     this.users.delete(user);
+    await this.writePasswords();
+  }
+
+  private async writePasswords(): Promise<void> {
     const lines: string[] = [];
     for (const [u, p] of this.users) lines.push((await this.hash(u, p)).trim());
     await writeFile(this.htpasswdPath, `${lines.join('\n')}\n`, { mode: 0o600 });
+    if (this.pids.length > 0) {
+      for (const c of this.components) await c.stop();
+      await this.startAll();
+    }
   }
 
   /** Manifest fetches recorded in the pull log so far (the registry posts them within moments). */
@@ -224,11 +254,11 @@ export class Registry {
   }
 
   /** The HTTP status of an anonymous GET, for readiness. */
-  private async curl(path: string): Promise<number> {
+  private async anonymousStatus(host: string, path: string): Promise<number> {
     const { request } = await import('node:https');
     const ca = await readFile(this.caPath, 'utf8');
     return new Promise((resolve, reject) => {
-      const req = request(`https://${this.host}${path}`, { ca, timeout: 2000 }, (res) => {
+      const req = request(`https://${host}${path}`, { ca, timeout: 2000 }, (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);
       });

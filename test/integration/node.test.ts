@@ -4,9 +4,14 @@
  * controllers; a Pod reaches kube-apiserver through the `kubernetes` Service with in-cluster
  * config; and stopping the node leaves the machine exactly as it was.
  */
+
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import {
   AppsV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   type KubeConfig,
   RbacAuthorizationV1Api,
   type V1Pod,
@@ -21,7 +26,11 @@ import {
   resolveNodeBinaries,
   streamProgress,
 } from '../../controlplane/index.ts';
+import { killQuietly, type RegcredProcess, startRegcred } from '../support/processes.ts';
 import { eventually } from '../support/wait.ts';
+
+const run = promisify(execFile);
+const REPO = join(import.meta.dirname, '..', '..');
 
 let counter = 0;
 function uniqueName(prefix: string): string {
@@ -190,16 +199,19 @@ describe('the local node', function () {
       image = await plane!.node!.pushPrivateImage('acme/app', '1');
     });
 
-    async function tenant(withSecret: boolean): Promise<string> {
-      const namespace = uniqueName(withSecret ? 'node-pull' : 'node-nopull');
+    /** A namespace whose default ServiceAccount lists a pull Secret for tenant-a with `secretPassword`. */
+    async function tenant(secretPassword?: string): Promise<string> {
+      const namespace = uniqueName(secretPassword ? 'node-pull' : 'node-nopull');
       await core.createNamespace({ body: { metadata: { name: namespace } } });
-      if (withSecret) {
+      if (secretPassword) {
         await core.createNamespacedSecret({
           namespace,
           body: {
             metadata: { name: 'pull' },
             type: 'kubernetes.io/dockerconfigjson',
-            stringData: { '.dockerconfigjson': plane!.node!.registry.dockerConfigJson('tenant-a', password) },
+            stringData: {
+              '.dockerconfigjson': plane!.node!.registry.dockerConfigJson('tenant-a', secretPassword),
+            },
           },
         });
         await eventually('the default ServiceAccount exists', () =>
@@ -211,10 +223,14 @@ describe('the local node', function () {
           body: [{ op: 'add', path: '/imagePullSecrets', value: [{ name: 'pull' }] }],
         });
       }
+      return namespace;
+    }
+
+    async function runPrivate(namespace: string, name = 'app'): Promise<void> {
       await core.createNamespacedPod({
         namespace,
         body: {
-          metadata: { name: 'app' },
+          metadata: { name },
           spec: {
             restartPolicy: 'Never',
             containers: [
@@ -223,26 +239,192 @@ describe('the local node', function () {
           },
         },
       });
-      return namespace;
     }
 
-    it('a Pod whose ServiceAccount lists the pull Secret pulls the private image, as that user', async () => {
-      const namespace = await tenant(true);
+    async function succeeds(namespace: string, name = 'app'): Promise<void> {
       await eventually(
-        'the Pod succeeded',
-        async () => (await podPhase(core, namespace, 'app')).status?.phase === 'Succeeded',
+        `Pod ${name} succeeded`,
+        async () => (await podPhase(core, namespace, name)).status?.phase === 'Succeeded',
         { timeoutMs: 60_000 },
       );
-      expect(await core.readNamespacedPodLog({ namespace, name: 'app' })).to.contain('private image ran');
-      await eventually('the registry recorded the pull by tenant-a', async () =>
-        (await plane!.node!.registry.pulls()).some(
-          (p) => p.user === 'tenant-a' && p.repository === 'acme/app',
-        ),
+    }
+
+    async function refused(namespace: string, name = 'app'): Promise<string> {
+      const waiting = await eventually(
+        `Pod ${name} waits with ErrImagePull or ImagePullBackOff`,
+        async () => {
+          const state = (await podPhase(core, namespace, name)).status?.containerStatuses?.[0]?.state
+            ?.waiting;
+          return state?.reason === 'ErrImagePull' || state?.reason === 'ImagePullBackOff' ? state : undefined;
+        },
+        { timeoutMs: 60_000 },
       );
+      return waiting.message ?? '';
+    }
+
+    const pulledBy = async (user: string, since: number) =>
+      eventually(`the registry recorded a pull by ${user}`, async () =>
+        (await plane!.node!.registry.pulls())
+          .slice(since)
+          .some((p) => p.user === user && p.repository === 'acme/app'),
+      );
+
+    it('a Pod whose ServiceAccount lists the pull Secret pulls the private image, as that user', async () => {
+      const since = (await plane!.node!.registry.pulls()).length;
+      const namespace = await tenant(password);
+      await runPrivate(namespace);
+      await succeeds(namespace);
+      expect(await core.readNamespacedPodLog({ namespace, name: 'app' })).to.contain('private image ran');
+      await pulledBy('tenant-a', since);
     });
 
     it('a Pod without the Secret is refused by the registry', async () => {
-      const namespace = await tenant(false);
+      const namespace = await tenant();
+      await runPrivate(namespace);
+      expect(await refused(namespace)).to.match(/401|unauthorized|authorization|basic auth/i);
+    });
+
+    it('answers on the bridge address too, with the same TLS and passwords', async () => {
+      const { request } = await import('node:https');
+      const { readFile } = await import('node:fs/promises');
+      const registry = plane!.node!.registry;
+      expect(registry.bridgeHost).to.match(/^10\.201\.0\.1:\d+$/);
+      const ca = await readFile(join(plane!.dir, 'pki', 'ca.crt'), 'utf8');
+      const status = (auth?: string) =>
+        new Promise<number>((resolve, reject) => {
+          const headers: Record<string, string> = auth
+            ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` }
+            : {};
+          const req = request(`https://${registry.bridgeHost}/v2/`, { ca, headers }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      expect(await status()).to.equal(401);
+      expect(await status(`tenant-a:${password}`)).to.equal(200);
+    });
+
+    it('a password changed at the registry refuses the old credential; the rotated Secret pulls', async () => {
+      const namespace = await tenant(password);
+      const rotated = `${password}-rotated`;
+      await plane!.node!.registry.setUser('tenant-a', rotated);
+      await runPrivate(namespace, 'with-old');
+      expect(await refused(namespace, 'with-old')).to.match(/401|unauthorized|authorization/i);
+      const since = (await plane!.node!.registry.pulls()).length;
+      await core.replaceNamespacedSecret({
+        namespace,
+        name: 'pull',
+        body: {
+          metadata: { name: 'pull' },
+          type: 'kubernetes.io/dockerconfigjson',
+          stringData: { '.dockerconfigjson': plane!.node!.registry.dockerConfigJson('tenant-a', rotated) },
+        },
+      });
+      await runPrivate(namespace, 'with-new');
+      await succeeds(namespace, 'with-new');
+      await pulledBy('tenant-a', since);
+    });
+  });
+
+  describe('regcred on the real node', () => {
+    const SOURCE_NAMESPACE = 'regcred-system';
+    const password = `acme-${Date.now().toString(36)}`;
+    let image: string;
+    let operator: RegcredProcess | undefined;
+
+    before(async function () {
+      this.timeout(120_000);
+      const registry = plane!.node!.registry;
+      await registry.setUser('acme-puller', password);
+      image = await plane!.node!.pushPrivateImage('acme/app', '2');
+      await run(plane!.binaries.kubectl, ['apply', '-k', join(REPO, 'config', 'default')], {
+        env: { ...process.env, KUBECONFIG: plane!.admin.path },
+      });
+      await eventually('the API serves RegistryCredentials', async () => {
+        const res = await plane!.get('/apis/regcred.dev/v1alpha1/registrycredentials');
+        return res.status === 200;
+      });
+      await core.createNamespacedSecret({
+        namespace: SOURCE_NAMESPACE,
+        body: {
+          metadata: { name: 'acme-pull' },
+          type: 'kubernetes.io/dockerconfigjson',
+          stringData: { '.dockerconfigjson': registry.dockerConfigJson('acme-puller', password) },
+        },
+      });
+      const identity = await plane!.serviceAccountConfig(SOURCE_NAMESPACE, 'regcred');
+      operator = startRegcred(identity.path, ['--health-probe-bind-address=0', '--metrics-bind-address=0']);
+      await operator.waitFor('running', 60_000);
+      await kc.makeApiClient(CustomObjectsApi).createClusterCustomObject({
+        group: 'regcred.dev',
+        version: 'v1alpha1',
+        plural: 'registrycredentials',
+        body: {
+          apiVersion: 'regcred.dev/v1alpha1',
+          kind: 'RegistryCredential',
+          metadata: { name: 'acme-registry' },
+          spec: {
+            source: { secretRef: { namespace: SOURCE_NAMESPACE, name: 'acme-pull' } },
+            namespaces: { selector: { matchLabels: { tenant: 'acme' } } },
+          },
+        },
+      });
+    });
+
+    after(async () => {
+      await killQuietly(operator);
+    });
+
+    async function podWithPrivateImage(labels: Record<string, string>): Promise<string> {
+      const namespace = uniqueName('tenant');
+      await core.createNamespace({ body: { metadata: { name: namespace, labels } } });
+      await eventually('the default ServiceAccount exists', () =>
+        core.readNamespacedServiceAccount({ namespace, name: 'default' }),
+      );
+      if (labels.tenant) {
+        // regcred's entry on the ServiceAccount, so that the ServiceAccount admission copies it.
+        await eventually('regcred added its entry to the default ServiceAccount', async () =>
+          (await core.readNamespacedServiceAccount({ namespace, name: 'default' })).imagePullSecrets?.some(
+            (e) => e.name === 'acme-registry',
+          ),
+        );
+      }
+      await core.createNamespacedPod({
+        namespace,
+        body: {
+          metadata: { name: 'app' },
+          spec: {
+            restartPolicy: 'Never',
+            containers: [{ name: 'app', image, imagePullPolicy: 'Always', args: ['echo', 'tenant app ran'] }],
+          },
+        },
+      });
+      return namespace;
+    }
+
+    it("a Pod in a selected tenant namespace pulls through regcred's copy and entry alone", async () => {
+      const since = (await plane!.node!.registry.pulls()).length;
+      const namespace = await podWithPrivateImage({ tenant: 'acme' });
+      const pod = await eventually(
+        'the Pod succeeded',
+        async () => {
+          const p = await podPhase(core, namespace, 'app');
+          return p.status?.phase === 'Succeeded' ? p : undefined;
+        },
+        { timeoutMs: 60_000 },
+      );
+      expect(pod.spec?.imagePullSecrets).to.deep.equal([{ name: 'acme-registry' }]);
+      await eventually('the registry recorded the pull by acme-puller', async () =>
+        (await plane!.node!.registry.pulls())
+          .slice(since)
+          .some((p) => p.user === 'acme-puller' && p.repository === 'acme/app'),
+      );
+    });
+
+    it('the same Pod in an unselected namespace is refused', async () => {
+      const namespace = await podWithPrivateImage({});
       const waiting = await eventually(
         'the Pod waits with ErrImagePull or ImagePullBackOff',
         async () => {

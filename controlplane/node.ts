@@ -196,7 +196,16 @@ export class Node {
   private readonly lease: HostLease;
   private stopped = false;
 
-  private constructor(registry: Registry, components: Component[], lease: HostLease, logsDir: string) {
+  private readonly ctrPath: string;
+
+  private constructor(
+    registry: Registry,
+    components: Component[],
+    lease: HostLease,
+    logsDir: string,
+    ctrPath: string,
+  ) {
+    this.ctrPath = ctrPath;
     this.registry = registry;
     this.components = components;
     this.lease = lease;
@@ -431,10 +440,24 @@ export class Node {
         ctx.timeoutMs,
       );
       await kubeScheduler.waitUntil('it runs', async () => true, ctx.timeoutMs);
-      return new Node(registry, components, ctx.lease, logsDir);
+      return new Node(registry, components, ctx.lease, logsDir, ctx.binaries.ctr);
     } catch (err) {
       return fail(err);
     }
+  }
+
+  /** The image references containerd holds for Kubernetes (namespace `k8s.io`). */
+  async images(): Promise<string[]> {
+    const { stdout } = await run(this.ctrPath, [
+      '--address',
+      join(NODE_ROOT, 'containerd', 'containerd.sock'),
+      '-n',
+      'k8s.io',
+      'images',
+      'ls',
+      '-q',
+    ]);
+    return stdout.split('\n').filter(Boolean);
   }
 
   /**

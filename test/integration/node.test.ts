@@ -24,6 +24,7 @@ import {
   NODE_NAME,
   PAUSE_IMAGE,
   resolveNodeBinaries,
+  stopOnInterrupt,
   streamProgress,
 } from '../../controlplane/index.ts';
 import { killQuietly, type RegcredProcess, startRegcred } from '../support/processes.ts';
@@ -44,6 +45,7 @@ async function podPhase(core: CoreV1Api, namespace: string, name: string): Promi
 describe('the local node', function () {
   this.timeout(120_000);
   let plane: ControlPlane | undefined;
+  let untie: (() => void) | undefined;
   let snapshotBefore: Record<string, string[]>;
   let tools: { nft: string; nftLibDir: string };
   let kc: KubeConfig;
@@ -54,12 +56,15 @@ describe('the local node', function () {
     tools = await resolveNodeBinaries({ progress: streamProgress() });
     snapshotBefore = await machineSnapshot(tools);
     plane = await ControlPlane.start({ node: true, progress: streamProgress(), readyTimeoutMs: 120_000 });
+    // Ctrl-C stops the node too; on a hard exit its processes are killed and the next start cleans up.
+    untie = stopOnInterrupt(plane);
     kc = plane.admin.kubeConfig;
     core = kc.makeApiClient(CoreV1Api);
   });
 
   after(async function () {
     this.timeout(120_000);
+    untie?.();
     await plane?.stop({ keepLogs: this.currentTest?.state === 'failed' });
   });
 
@@ -377,7 +382,10 @@ describe('the local node', function () {
       await killQuietly(operator);
     });
 
-    async function podWithPrivateImage(labels: Record<string, string>): Promise<string> {
+    async function podWithPrivateImage(
+      labels: Record<string, string>,
+      imagePullPolicy: 'Always' | 'IfNotPresent' = 'Always',
+    ): Promise<string> {
       const namespace = uniqueName('tenant');
       await core.createNamespace({ body: { metadata: { name: namespace, labels } } });
       await eventually('the default ServiceAccount exists', () =>
@@ -397,7 +405,7 @@ describe('the local node', function () {
           metadata: { name: 'app' },
           spec: {
             restartPolicy: 'Never',
-            containers: [{ name: 'app', image, imagePullPolicy: 'Always', args: ['echo', 'tenant app ran'] }],
+            containers: [{ name: 'app', image, imagePullPolicy, args: ['echo', 'tenant app ran'] }],
           },
         },
       });
@@ -423,8 +431,7 @@ describe('the local node', function () {
       );
     });
 
-    it('the same Pod in an unselected namespace is refused', async () => {
-      const namespace = await podWithPrivateImage({});
+    async function refusedPull(namespace: string): Promise<string> {
       const waiting = await eventually(
         'the Pod waits with ErrImagePull or ImagePullBackOff',
         async () => {
@@ -434,7 +441,19 @@ describe('the local node', function () {
         },
         { timeoutMs: 60_000 },
       );
-      expect(waiting.message ?? '').to.match(/401|unauthorized|authorization|basic auth/i);
+      return waiting.message ?? '';
+    }
+
+    it('the same Pod in an unselected namespace is refused', async () => {
+      const namespace = await podWithPrivateImage({});
+      expect(await refusedPull(namespace)).to.match(/401|unauthorized|authorization|basic auth/i);
+    });
+
+    it("is refused with IfNotPresent too, though the tenant's pull left the image on the node", async () => {
+      // The first test pulled the image for a tenant: it is on the node now.
+      expect(await plane!.node!.images()).to.include(image);
+      const namespace = await podWithPrivateImage({}, 'IfNotPresent');
+      expect(await refusedPull(namespace)).to.match(/401|unauthorized|authorization|basic auth/i);
     });
   });
 

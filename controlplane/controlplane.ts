@@ -154,7 +154,6 @@ export class ControlPlane {
       const cause = await nodePreflight();
       if (cause) throw new ControlPlaneError(`no local node: ${cause}`);
       nodeBinaries = await resolveNodeBinaries({ progress });
-      lease = await acquireHost(nodeBinaries, progress, options.nodeLockWaitMs ?? 10 * 60_000);
     }
     const host = options.node ? BRIDGE_ADDRESS : '127.0.0.1';
 
@@ -293,6 +292,16 @@ export class ControlPlane {
       join(logsDir, 'kube-controller-manager.log'),
     );
 
+    // The bridge must exist before kube-apiserver binds its address; the lease goes to the plane
+    // at once, so that every failure from here on is cleaned up by its stop().
+    if (nodeBinaries) {
+      try {
+        lease = await acquireHost(nodeBinaries, progress, options.nodeLockWaitMs ?? 10 * 60_000);
+      } catch (err) {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
+    }
     const plane = new ControlPlane({
       dir,
       logsDir,

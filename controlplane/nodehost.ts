@@ -358,6 +358,18 @@ export async function nodePreflight(): Promise<string | undefined> {
   const v1 = await exists(join(CGROUP_ROOT, 'memory', 'memory.limit_in_bytes'));
   const v2 = await exists(join(CGROUP_ROOT, 'cgroup.controllers'));
   if (!v1 && !v2) return `a local node needs cgroups, and ${CGROUP_ROOT} has neither v1 controllers nor v2`;
+  for (const [tool, args] of [
+    ['ip', ['-V']],
+    ['umount', ['--version']],
+    ['tar', ['--version']],
+    ['dpkg-deb', ['--version']],
+  ] as const) {
+    try {
+      await run(tool, [...args]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return `a local node needs \`${tool}\` on PATH`;
+    }
+  }
   return undefined;
 }
 
@@ -401,6 +413,7 @@ export async function acquireHost(tools: Nft, progress: Progress, waitMs: number
     }
     await new Promise((r) => setTimeout(r, 500));
   }
+  let saved: Originals | undefined;
   try {
     const leftover = await readOriginals();
     const before = await observe(tools);
@@ -417,6 +430,7 @@ export async function acquireHost(tools: Nft, progress: Progress, waitMs: number
       nftTables: now.nftTables,
     };
     await writeFile(ORIGINALS, JSON.stringify(originals, null, 2));
+    saved = originals;
     await mkdir(NODE_ROOT, { recursive: true });
     await run('ip', ['link', 'add', BRIDGE, 'type', 'bridge']);
     await run('ip', ['addr', 'add', `${BRIDGE_ADDRESS}/24`, 'dev', BRIDGE]);
@@ -430,6 +444,10 @@ export async function acquireHost(tools: Nft, progress: Progress, waitMs: number
       },
     };
   } catch (err) {
+    if (saved) {
+      await cleanNode(tools, saved).catch(() => {});
+      await rm(ORIGINALS, { force: true });
+    }
     await rm(LOCK, { recursive: true, force: true });
     throw err;
   }

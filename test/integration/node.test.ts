@@ -76,6 +76,22 @@ describe('the local node', function () {
     expect(node.spec?.unschedulable ?? false).to.equal(false);
   });
 
+  it("is the machine's one node: a second run that wants a node fails naming the holder, and the first is unharmed", async () => {
+    let error: Error | undefined;
+    try {
+      const second = await ControlPlane.start({ node: true, nodeLockWaitMs: 1000 });
+      await second.stop();
+    } catch (err) {
+      error = err as Error;
+    }
+    expect(error?.message).to.match(
+      new RegExp(`another run \\(pid ${process.pid}\\) holds this machine's one local node`),
+    );
+    const node = await core.readNode({ name: NODE_NAME });
+    expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).to.equal('True');
+    expect(await plane!.node!.failures()).to.deep.equal([]);
+  });
+
   it('runs a Pod that kube-scheduler places, and serves its logs through the kubelet', async () => {
     const namespace = uniqueName('node-pod');
     await core.createNamespace({ body: { metadata: { name: namespace } } });
@@ -382,10 +398,8 @@ describe('the local node', function () {
       await killQuietly(operator);
     });
 
-    async function podWithPrivateImage(
-      labels: Record<string, string>,
-      imagePullPolicy: 'Always' | 'IfNotPresent' = 'Always',
-    ): Promise<string> {
+    /** A namespace; a selected one waits until regcred's entry is on its default ServiceAccount. */
+    async function tenantNamespace(labels: Record<string, string>): Promise<string> {
       const namespace = uniqueName('tenant');
       await core.createNamespace({ body: { metadata: { name: namespace, labels } } });
       await eventually('the default ServiceAccount exists', () =>
@@ -399,43 +413,53 @@ describe('the local node', function () {
           ),
         );
       }
+      return namespace;
+    }
+
+    async function runApp(
+      namespace: string,
+      name = 'app',
+      imagePullPolicy: 'Always' | 'IfNotPresent' = 'Always',
+      imagePullSecrets?: { name: string }[],
+    ): Promise<void> {
       await core.createNamespacedPod({
         namespace,
         body: {
-          metadata: { name: 'app' },
+          metadata: { name },
           spec: {
             restartPolicy: 'Never',
+            ...(imagePullSecrets ? { imagePullSecrets } : {}),
             containers: [{ name: 'app', image, imagePullPolicy, args: ['echo', 'tenant app ran'] }],
           },
         },
       });
+    }
+
+    async function podWithPrivateImage(
+      labels: Record<string, string>,
+      imagePullPolicy: 'Always' | 'IfNotPresent' = 'Always',
+    ): Promise<string> {
+      const namespace = await tenantNamespace(labels);
+      await runApp(namespace, 'app', imagePullPolicy);
       return namespace;
     }
 
-    it("a Pod in a selected tenant namespace pulls through regcred's copy and entry alone", async () => {
-      const since = (await plane!.node!.registry.pulls()).length;
-      const namespace = await podWithPrivateImage({ tenant: 'acme' });
-      const pod = await eventually(
-        'the Pod succeeded',
+    async function succeeded(namespace: string, name = 'app'): Promise<V1Pod> {
+      return eventually(
+        `Pod ${namespace}/${name} succeeded`,
         async () => {
-          const p = await podPhase(core, namespace, 'app');
+          const p = await podPhase(core, namespace, name);
           return p.status?.phase === 'Succeeded' ? p : undefined;
         },
         { timeoutMs: 60_000 },
       );
-      expect(pod.spec?.imagePullSecrets).to.deep.equal([{ name: 'acme-registry' }]);
-      await eventually('the registry recorded the pull by acme-puller', async () =>
-        (await plane!.node!.registry.pulls())
-          .slice(since)
-          .some((p) => p.user === 'acme-puller' && p.repository === 'acme/app'),
-      );
-    });
+    }
 
-    async function refusedPull(namespace: string): Promise<string> {
+    async function refusedPull(namespace: string, name = 'app'): Promise<string> {
       const waiting = await eventually(
-        'the Pod waits with ErrImagePull or ImagePullBackOff',
+        `Pod ${namespace}/${name} waits with ErrImagePull or ImagePullBackOff`,
         async () => {
-          const state = (await podPhase(core, namespace, 'app')).status?.containerStatuses?.[0]?.state
+          const state = (await podPhase(core, namespace, name)).status?.containerStatuses?.[0]?.state
             ?.waiting;
           return state?.reason === 'ErrImagePull' || state?.reason === 'ImagePullBackOff' ? state : undefined;
         },
@@ -443,6 +467,46 @@ describe('the local node', function () {
       );
       return waiting.message ?? '';
     }
+
+    const pulledBy = (user: string, since: number, count = 1) =>
+      eventually(`the registry recorded ${count} pull(s) by ${user}`, async () => {
+        const pulls = (await plane!.node!.registry.pulls()).slice(since);
+        return pulls.filter((p) => p.user === user && p.repository === 'acme/app').length >= count;
+      });
+
+    /** The password the copy in `namespace` holds, as kubelet will read it. */
+    async function copiedPassword(namespace: string): Promise<string | undefined> {
+      const copy = await core
+        .readNamespacedSecret({ namespace, name: 'acme-registry' })
+        .catch(() => undefined);
+      const doc = copy?.data?.['.dockerconfigjson'];
+      if (!doc) return undefined;
+      const auths = JSON.parse(Buffer.from(doc, 'base64').toString()).auths as Record<
+        string,
+        { password?: string }
+      >;
+      return auths[plane!.node!.registry.host]?.password;
+    }
+
+    async function setSource(document: string): Promise<void> {
+      await core.replaceNamespacedSecret({
+        namespace: SOURCE_NAMESPACE,
+        name: 'acme-pull',
+        body: {
+          metadata: { name: 'acme-pull' },
+          type: 'kubernetes.io/dockerconfigjson',
+          stringData: { '.dockerconfigjson': document },
+        },
+      });
+    }
+
+    it("a Pod in a selected tenant namespace pulls through regcred's copy and entry alone", async () => {
+      const since = (await plane!.node!.registry.pulls()).length;
+      const namespace = await podWithPrivateImage({ tenant: 'acme' });
+      const pod = await succeeded(namespace);
+      expect(pod.spec?.imagePullSecrets).to.deep.equal([{ name: 'acme-registry' }]);
+      await pulledBy('acme-puller', since);
+    });
 
     it('the same Pod in an unselected namespace is refused', async () => {
       const namespace = await podWithPrivateImage({});
@@ -454,6 +518,80 @@ describe('the local node', function () {
       expect(await plane!.node!.images()).to.include(image);
       const namespace = await podWithPrivateImage({}, 'IfNotPresent');
       expect(await refusedPull(namespace)).to.match(/401|unauthorized|authorization|basic auth/i);
+    });
+
+    describe('rotation, an invalid source and uninstall', () => {
+      const rotated = `${password}-rotated`;
+      let tenants: string[];
+
+      before(async function () {
+        this.timeout(60_000);
+        tenants = [await tenantNamespace({ tenant: 'acme' }), await tenantNamespace({ tenant: 'acme' })];
+      });
+
+      it('rotation end to end: new Pods in every selected namespace pull with the new password; the old one is refused', async () => {
+        const registry = plane!.node!.registry;
+        await registry.setUser('acme-puller', rotated);
+        await setSource(registry.dockerConfigJson('acme-puller', rotated));
+        for (const ns of tenants)
+          await eventually(
+            `the copy in ${ns} holds the new password`,
+            async () => (await copiedPassword(ns)) === rotated,
+          );
+        const since = (await registry.pulls()).length;
+        for (const ns of tenants) await runApp(ns, 'after-rotation');
+        for (const ns of tenants) await succeeded(ns, 'after-rotation');
+        await pulledBy('acme-puller', since, tenants.length);
+        // A Pod given the old credential is refused by the registry.
+        const stale = await tenantNamespace({});
+        await core.createNamespacedSecret({
+          namespace: stale,
+          body: {
+            metadata: { name: 'old' },
+            type: 'kubernetes.io/dockerconfigjson',
+            stringData: { '.dockerconfigjson': registry.dockerConfigJson('acme-puller', password) },
+          },
+        });
+        await runApp(stale, 'app', 'Always', [{ name: 'old' }]);
+        expect(await refusedPull(stale)).to.match(/401|unauthorized|authorization/i);
+      });
+
+      it('an invalid source is never propagated: new Pods keep pulling with the last good credential', async () => {
+        // Valid JSON (the API checks that) that kubelet could not use: no registry at all.
+        await setSource('{"auths": {}}');
+        await eventually('regcred reports the source invalid', async () => {
+          const rc = (await kc.makeApiClient(CustomObjectsApi).getClusterCustomObject({
+            group: 'regcred.dev',
+            version: 'v1alpha1',
+            plural: 'registrycredentials',
+            name: 'acme-registry',
+          })) as { status?: { conditions?: { type: string; status: string }[] } };
+          return rc.status?.conditions?.some((c) => c.type === 'SourceValid' && c.status === 'False');
+        });
+        for (const ns of tenants) expect(await copiedPassword(ns)).to.equal(rotated);
+        for (const ns of tenants) await runApp(ns, 'while-invalid');
+        for (const ns of tenants) await succeeded(ns, 'while-invalid');
+      });
+
+      it('uninstall: after the RegistryCredential is deleted, new Pods in the former tenants are refused', async () => {
+        await kc.makeApiClient(CustomObjectsApi).deleteClusterCustomObject({
+          group: 'regcred.dev',
+          version: 'v1alpha1',
+          plural: 'registrycredentials',
+          name: 'acme-registry',
+        });
+        for (const ns of tenants) {
+          await eventually(`regcred removed its entry and copy in ${ns}`, async () => {
+            const sa = await core.readNamespacedServiceAccount({ namespace: ns, name: 'default' });
+            return !sa.imagePullSecrets?.length && (await copiedPassword(ns)) === undefined;
+          });
+        }
+        for (const ns of tenants) await runApp(ns, 'after-uninstall');
+        for (const ns of tenants)
+          expect(await refusedPull(ns, 'after-uninstall')).to.match(
+            /401|unauthorized|authorization|basic auth/i,
+          );
+      });
     });
   });
 

@@ -107,7 +107,8 @@ export class Reconcilers {
     // Every path returns `enqueue`, which the finally block may still add to.
     const rc = this.caches.credentials.get(rcName);
     if (!rc) return;
-    let plan = planNamespace(await this.world(rc, nsName));
+    const found = this.world(rc, nsName);
+    let plan = planNamespace(found instanceof Promise ? await found : found);
     if (plan.kind === 'skip') return;
     if (plan.kind === 'gone') return { enqueue: this.record(rc, nsName, undefined) };
 
@@ -168,29 +169,38 @@ export class Reconcilers {
   }
 
   /** The cached world of one pair; a foreign Secret seen before is read again (the cache cannot). */
-  private async world(rc: RegistryCredential, nsName: string): Promise<NamespaceWorld> {
+  private world(rc: RegistryCredential, nsName: string): NamespaceWorld | Promise<NamespaceWorld> {
     const secretName = secretNameOf(rc);
-    let existing: Secret | undefined = this.caches.copies.get(`${nsName}/${secretName}`);
-    const foreign = this.book.foreign(rc, nsName);
-    if (foreign) {
-      existing = await this.read(nsName, secretName);
+    if (!this.book.foreign(rc, nsName))
+      return this.worldWith(rc, nsName, this.caches.copies.get(`${nsName}/${secretName}`));
+    return this.read(nsName, secretName).then((existing) => {
       if (!existing) this.book.remember(rc, nsName, undefined);
-    }
+      return this.worldWith(rc, nsName, existing);
+    });
+  }
+
+  private worldWith(rc: RegistryCredential, nsName: string, existing: Secret | undefined): NamespaceWorld {
     const last = this.book.resultOf(rc, nsName);
+    const generation = rc.metadata.generation ?? 0;
     return {
       rc,
       name: nsName,
       namespace: this.caches.namespaces.get(nsName),
       credentials: this.caches.credentials.list(),
-      credential: (name) => this.caches.credentials.get(name),
-      selectionOf: (c) => this.book.selectionOf(c),
+      credential: this.credentialByName,
+      selectionOf: this.selectionOf,
       source: this.options.sources.stateOf(rc),
       copies: this.caches.copies.byIndex('namespace', nsName),
       existing,
       serviceAccounts: this.caches.serviceAccounts.byIndex('namespace', nsName),
-      wasSynced: last?.result.state === 'synced' && last.basis.startsWith(`${rc.metadata.generation ?? 0}/`),
+      wasSynced:
+        last?.result.state === 'synced' &&
+        last.basis.slice(0, last.basis.indexOf('/')) === String(generation),
     };
   }
+
+  private readonly credentialByName = (name: string) => this.caches.credentials.get(name);
+  private readonly selectionOf = (rc: RegistryCredential) => this.book.selectionOf(rc);
 
   private async read(namespace: string, name: string): Promise<Secret | undefined> {
     try {

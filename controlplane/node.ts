@@ -18,7 +18,6 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { ControlPlaneError } from './errors.ts';
 import type { NodeBinaries } from './nodebinaries.ts';
 import { BRIDGE, BRIDGE_ADDRESS, type HostLease, NODE_ROOT, POD_SUBNET } from './nodehost.ts';
 import type { KeyPair } from './pki.ts';
@@ -439,7 +438,7 @@ export class Node {
         async () => (await localGet('http://127.0.0.1:10256/healthz')) === 200,
         ctx.timeoutMs,
       );
-      await kubeScheduler.waitUntil('it runs', async () => true, ctx.timeoutMs);
+      await kubeScheduler.waitUntil('it is running', async () => true, ctx.timeoutMs);
       return new Node(registry, components, ctx.lease, logsDir, ctx.binaries.ctr);
     } catch (err) {
       return fail(err);
@@ -509,8 +508,4 @@ function localGet(url: string): Promise<number> {
     req.on('error', reject);
     req.end();
   });
-}
-
-export function nodeError(cause: string): ControlPlaneError {
-  return new ControlPlaneError(`no local node: ${cause}`);
 }

@@ -17,7 +17,7 @@
  * Errors: a failed build or download throws a `ControlPlaneError` naming the cause.
  */
 import { execFile } from 'node:child_process';
-import { access, constants, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -171,8 +171,7 @@ async function ensureDebianPackages(versionDir: string, { progress }: ResolveOpt
         );
       }
     }
-    const { stdout } = await run('sh', ['-c', 'ls *.deb'], { cwd: debs });
-    for (const deb of stdout.split('\n').filter(Boolean)) {
+    for (const deb of (await readdir(debs)).filter((f) => f.endsWith('.deb')).sort()) {
       await run('dpkg-deb', ['-x', join(debs, deb), root]);
     }
     for (const path of Object.values(debianPaths(root))) await access(path, constants.R_OK);

@@ -65,6 +65,8 @@ export const FIXED_HOST_PATHS = [
   '/opt/cni',
   '/opt/containerd',
   '/etc/kubernetes',
+  // libmount's state folder, made by mount and umount (kubelet's and this cleanup's).
+  '/run/mount',
 ] as const;
 
 /** nft tables kube-proxy creates (family, name). */
@@ -392,6 +394,11 @@ export async function acquireHost(tools: Nft, progress: Progress, waitMs: number
       await writeFile(join(LOCK, 'pid'), String(process.pid));
       break;
     } catch (err) {
+      // ENOENT: a holder releasing just removed the state folder; make it again.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        await mkdir(HOST_STATE_DIR, { recursive: true });
+        continue;
+      }
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const owner = Number.parseInt(await readFile(join(LOCK, 'pid'), 'utf8').catch(() => ''), 10);
@@ -441,6 +448,8 @@ export async function acquireHost(tools: Nft, progress: Progress, waitMs: number
         await cleanNode(tools, originals);
         await rm(ORIGINALS, { force: true });
         await rm(LOCK, { recursive: true, force: true });
+        // The state folder goes too, unless another run is already waiting in it.
+        await rmdir(HOST_STATE_DIR).catch(() => {});
       },
     };
   } catch (err) {
@@ -476,7 +485,7 @@ export async function machineSnapshot(tools: Nft | undefined): Promise<Record<st
   for (const pid of nodeProcesses()) processes.push(`${pid} (names ${NODE_ROOT} or in kubepods)`);
   const kernel = await readKernel();
   const paths: string[] = [];
-  for (const p of [...FIXED_HOST_PATHS, NODE_ROOT, join(HOST_STATE_DIR, 'lock'), ORIGINALS])
+  for (const p of [...FIXED_HOST_PATHS, NODE_ROOT, HOST_STATE_DIR, LOCK, ORIGINALS])
     paths.push(`${p} ${(await exists(p)) ? 'exists' : 'absent'}`);
   return {
     processes: processes.sort(),

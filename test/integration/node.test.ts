@@ -6,6 +6,7 @@
  */
 
 import { execFile } from 'node:child_process';
+import { rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -19,6 +20,7 @@ import {
 import { expect } from 'chai';
 import {
   ControlPlane,
+  HOST_STATE_DIR,
   KUBECTL_IMAGE,
   machineSnapshot,
   NODE_NAME,
@@ -54,6 +56,9 @@ describe('the local node', function () {
   before(async function () {
     this.timeout(20 * 60_000);
     tools = await resolveNodeBinaries({ progress: streamProgress() });
+    // An empty state folder is a finished run's own leftover (older versions kept it), which the
+    // start removes: not part of the machine as it was.
+    await rmdir(HOST_STATE_DIR).catch(() => {});
     snapshotBefore = await machineSnapshot(tools);
     plane = await ControlPlane.start({ node: true, progress: streamProgress(), readyTimeoutMs: 120_000 });
     // Ctrl-C stops the node too; on a hard exit its processes are killed and the next start cleans up.

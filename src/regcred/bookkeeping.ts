@@ -79,10 +79,6 @@ export class Bookkeeping {
     return this.bookOf(rc).results.get(namespace);
   }
 
-  results(rc: RegistryCredential): ReadonlyMap<string, Recorded> {
-    return this.bookOf(rc).results;
-  }
-
   markRotated(rc: RegistryCredential, rotated = true): void {
     this.bookOf(rc).rotated = rotated;
   }

@@ -37,7 +37,6 @@ export interface ReconcilerOptions {
   executor: Executor;
   events: EventRecorder;
   logger: Logger;
-  book?: Bookkeeping;
   now?: () => Date;
 }
 
@@ -53,7 +52,7 @@ export class Reconcilers {
   constructor(options: ReconcilerOptions) {
     this.options = options;
     this.caches = options.caches;
-    this.book = options.book ?? new Bookkeeping();
+    this.book = new Bookkeeping();
     this.now = options.now ?? (() => new Date());
   }
 

@@ -215,6 +215,26 @@ describe('the local node', function () {
     expect(pods.items.map((p) => p.status?.phase)).to.deep.equal(['Running']);
   });
 
+  /** Waits until the Pod's container waits with ErrImagePull or ImagePullBackOff; its message. */
+  async function refused(namespace: string, name = 'app'): Promise<string> {
+    const waiting = await eventually(
+      `Pod ${namespace}/${name} waits with ErrImagePull or ImagePullBackOff`,
+      async () => {
+        const state = (await podPhase(core, namespace, name)).status?.containerStatuses?.[0]?.state?.waiting;
+        return state?.reason === 'ErrImagePull' || state?.reason === 'ImagePullBackOff' ? state : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    return waiting.message ?? '';
+  }
+
+  /** Waits until the registry recorded `count` pulls of the private image by `user` after `since`. */
+  const pulledBy = (user: string, since: number, count = 1) =>
+    eventually(`the registry recorded ${count} pull(s) by ${user}`, async () => {
+      const pulls = (await plane!.node!.registry.pulls()).slice(since);
+      return pulls.filter((p) => p.user === user && p.repository === 'acme/app').length >= count;
+    });
+
   describe('pulling from the private registry', () => {
     let image: string;
     const password = `pw-${Date.now().toString(36)}`;
@@ -274,26 +294,6 @@ describe('the local node', function () {
         { timeoutMs: 60_000 },
       );
     }
-
-    async function refused(namespace: string, name = 'app'): Promise<string> {
-      const waiting = await eventually(
-        `Pod ${name} waits with ErrImagePull or ImagePullBackOff`,
-        async () => {
-          const state = (await podPhase(core, namespace, name)).status?.containerStatuses?.[0]?.state
-            ?.waiting;
-          return state?.reason === 'ErrImagePull' || state?.reason === 'ImagePullBackOff' ? state : undefined;
-        },
-        { timeoutMs: 60_000 },
-      );
-      return waiting.message ?? '';
-    }
-
-    const pulledBy = async (user: string, since: number) =>
-      eventually(`the registry recorded a pull by ${user}`, async () =>
-        (await plane!.node!.registry.pulls())
-          .slice(since)
-          .some((p) => p.user === user && p.repository === 'acme/app'),
-      );
 
     it('a Pod whose ServiceAccount lists the pull Secret pulls the private image, as that user', async () => {
       const since = (await plane!.node!.registry.pulls()).length;
@@ -460,25 +460,6 @@ describe('the local node', function () {
       );
     }
 
-    async function refusedPull(namespace: string, name = 'app'): Promise<string> {
-      const waiting = await eventually(
-        `Pod ${namespace}/${name} waits with ErrImagePull or ImagePullBackOff`,
-        async () => {
-          const state = (await podPhase(core, namespace, name)).status?.containerStatuses?.[0]?.state
-            ?.waiting;
-          return state?.reason === 'ErrImagePull' || state?.reason === 'ImagePullBackOff' ? state : undefined;
-        },
-        { timeoutMs: 60_000 },
-      );
-      return waiting.message ?? '';
-    }
-
-    const pulledBy = (user: string, since: number, count = 1) =>
-      eventually(`the registry recorded ${count} pull(s) by ${user}`, async () => {
-        const pulls = (await plane!.node!.registry.pulls()).slice(since);
-        return pulls.filter((p) => p.user === user && p.repository === 'acme/app').length >= count;
-      });
-
     /** The password the copy in `namespace` holds, as kubelet will read it. */
     async function copiedPassword(namespace: string): Promise<string | undefined> {
       const copy = await core
@@ -515,14 +496,14 @@ describe('the local node', function () {
 
     it('the same Pod in an unselected namespace is refused', async () => {
       const namespace = await podWithPrivateImage({});
-      expect(await refusedPull(namespace)).to.match(/401|unauthorized|authorization|basic auth/i);
+      expect(await refused(namespace)).to.match(/401|unauthorized|authorization|basic auth/i);
     });
 
     it("is refused with IfNotPresent too, though the tenant's pull left the image on the node", async () => {
       // The first test pulled the image for a tenant: it is on the node now.
       expect(await plane!.node!.images()).to.include(image);
       const namespace = await podWithPrivateImage({}, 'IfNotPresent');
-      expect(await refusedPull(namespace)).to.match(/401|unauthorized|authorization|basic auth/i);
+      expect(await refused(namespace)).to.match(/401|unauthorized|authorization|basic auth/i);
     });
 
     describe('rotation, an invalid source and uninstall', () => {
@@ -558,7 +539,7 @@ describe('the local node', function () {
           },
         });
         await runApp(stale, 'app', 'Always', [{ name: 'old' }]);
-        expect(await refusedPull(stale)).to.match(/401|unauthorized|authorization/i);
+        expect(await refused(stale)).to.match(/401|unauthorized|authorization/i);
       });
 
       it('an invalid source is never propagated: new Pods keep pulling with the last good credential', async () => {
@@ -593,9 +574,7 @@ describe('the local node', function () {
         }
         for (const ns of tenants) await runApp(ns, 'after-uninstall');
         for (const ns of tenants)
-          expect(await refusedPull(ns, 'after-uninstall')).to.match(
-            /401|unauthorized|authorization|basic auth/i,
-          );
+          expect(await refused(ns, 'after-uninstall')).to.match(/401|unauthorized|authorization|basic auth/i);
       });
     });
   });

@@ -131,54 +131,76 @@ export async function resolveNodeBinaries(options: ResolveOptions): Promise<Node
   };
 }
 
-async function debianComplete(versionDir: string): Promise<boolean> {
-  try {
-    const info = JSON.parse(await readFile(join(versionDir, 'debian.json'), 'utf8'));
-    return JSON.stringify(info.packages) === JSON.stringify(DEBIAN_PACKAGES);
-  } catch {
-    return false;
-  }
+async function ensureDebianPackages(versionDir: string, { progress }: ResolveOptions): Promise<string> {
+  return unpackDebianPackages({
+    dir: join(versionDir, 'debian'),
+    marker: join(versionDir, 'debian.json'),
+    lockDir: join(versionDir, 'build.lock'),
+    packages: DEBIAN_PACKAGES,
+    required: (root) => Object.values(debianPaths(root)),
+    progress,
+  });
 }
 
-async function ensureDebianPackages(versionDir: string, { progress }: ResolveOptions): Promise<string> {
-  const root = join(versionDir, 'debian', 'root');
-  if (await debianComplete(versionDir)) return root;
-  await mkdir(versionDir, { recursive: true });
-  const release = await acquireLock(join(versionDir, 'build.lock'), progress);
-  try {
-    if (await debianComplete(versionDir)) return root;
-    const started = Date.now();
-    const debs = join(versionDir, 'debian', 'debs');
-    await rm(join(versionDir, 'debian'), { recursive: true, force: true });
-    await mkdir(debs, { recursive: true });
-    progress.status(`fetching Debian packages ${Object.keys(DEBIAN_PACKAGES).join(', ')}`);
+/**
+ * Fetches `packages` (name → version) with `apt-get download` into `<dir>/debs` and unpacks them
+ * with `dpkg-deb -x` into `<dir>/root`, never installing anything; returns the root. Under
+ * `lockDir`; `marker` (written last) records exactly the versions unpacked, so a changed pin
+ * unpacks afresh and an interrupted run is redone. Every path of `required(root)` must exist.
+ */
+export async function unpackDebianPackages(o: {
+  dir: string;
+  marker: string;
+  lockDir: string;
+  packages: Readonly<Record<string, string>>;
+  required: (root: string) => string[];
+  progress: ResolveOptions['progress'];
+}): Promise<string> {
+  const { dir, marker, packages, progress } = o;
+  const root = join(dir, 'root');
+  const complete = async () => {
     try {
-      await run('apt-get', aptDownloadArgs(), { cwd: debs });
+      const info = JSON.parse(await readFile(marker, 'utf8'));
+      return JSON.stringify(info.packages) === JSON.stringify(packages);
+    } catch {
+      return false;
+    }
+  };
+  if (await complete()) return root;
+  await mkdir(dirname(o.lockDir), { recursive: true });
+  const release = await acquireLock(o.lockDir, progress);
+  try {
+    if (await complete()) return root;
+    const started = Date.now();
+    const debs = join(dir, 'debs');
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(debs, { recursive: true });
+    progress.status(`fetching Debian packages ${Object.keys(packages).join(', ')}`);
+    const args = aptDownloadArgs(packages);
+    try {
+      await run('apt-get', args, { cwd: debs });
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: string };
       if (e.code === 'ENOENT') {
-        throw new ControlPlaneError('the local node needs Debian packages, and apt-get is not on PATH');
+        throw new ControlPlaneError(
+          `Debian packages are needed (${Object.keys(packages).join(', ')}), and apt-get is not on PATH`,
+        );
       }
       // Package lists may be missing on a fresh machine: refresh them once, then try again.
       progress.note('apt-get download failed; running apt-get update once and retrying');
       await run('apt-get', ['update']).catch(() => {});
       try {
-        await run('apt-get', aptDownloadArgs(), { cwd: debs });
+        await run('apt-get', args, { cwd: debs });
       } catch (again) {
         const message = ((again as { stderr?: string }).stderr ?? String(again)).trim().split('\n').pop();
-        throw new ControlPlaneError(
-          `apt-get download of the node's pinned Debian packages failed: ${message}`,
-        );
+        throw new ControlPlaneError(`apt-get download of the pinned Debian packages failed: ${message}`);
       }
     }
     for (const deb of (await readdir(debs)).filter((f) => f.endsWith('.deb')).sort()) {
       await run('dpkg-deb', ['-x', join(debs, deb), root]);
     }
-    for (const path of Object.values(debianPaths(root))) await access(path, constants.R_OK);
-    await writeFile(
-      join(versionDir, 'debian.json'),
-      `${JSON.stringify({ packages: DEBIAN_PACKAGES }, null, 2)}\n`,
-    );
+    for (const path of o.required(root)) await access(path, constants.R_OK);
+    await writeFile(marker, `${JSON.stringify({ packages }, null, 2)}\n`);
     progress.done(`unpacked Debian packages into ${root} in ${formatDuration(Date.now() - started)}`);
   } finally {
     await release();

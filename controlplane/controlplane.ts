@@ -280,6 +280,9 @@ export class ControlPlane {
         ...(options.node ? ['--node-monitor-period=1s'] : []),
         `--service-account-private-key-file=${signing.privatePath}`,
         `--root-ca-file=${ca.certPath}`,
+        // Each controller acts as its own ServiceAccount in kube-system, as in kubeadm's clusters
+        // (policies that exempt the garbage collector or the namespace controller see them so).
+        '--use-service-account-credentials',
         '--leader-elect=false',
         '--secure-port=0',
         ...(options.controllerManagerQps

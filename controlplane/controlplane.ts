@@ -331,7 +331,7 @@ export class ControlPlane {
       );
       if (nodeBinaries && lease) {
         const nodeStarted = Date.now();
-        await plane.startNode(nodeBinaries, lease, ca, pki);
+        await plane.startNode(nodeBinaries, ca, pki);
         progress.note(`node ${NODE_NAME} Ready in ${formatDuration(Date.now() - nodeStarted)}`);
       }
     } catch (err) {
@@ -345,7 +345,7 @@ export class ControlPlane {
     return plane;
   }
 
-  private async startNode(binaries: NodeBinaries, lease: HostLease, ca: KeyPair, pki: string): Promise<void> {
+  private async startNode(binaries: NodeBinaries, ca: KeyPair, pki: string): Promise<void> {
     const rbac = this.admin.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
     // Our kube-apiserver runs RBAC without the Node authorizer: bind the node's user to system:node.
     await rbac.createClusterRoleBinding({
@@ -357,7 +357,6 @@ export class ControlPlane {
     });
     this.node = await Node.start({
       binaries,
-      lease,
       server: this.server,
       caPath: ca.certPath,
       ca,
@@ -437,12 +436,13 @@ export class ControlPlane {
         await cp(join(NODE_ROOT, 'logs'), join(KEPT_LOGS_ROOT, `${keptName}-node`), {
           recursive: true,
         }).catch(() => {});
-      if (this.node) await this.node.stop();
-      else await this.lease.release();
+      await this.node?.stop();
     }
     await this.controllerManager.stop();
     await this.apiserver.stop();
     await this.etcd.stop();
+    // The bridge goes last: kube-apiserver listens on its address until it has stopped.
+    await this.lease?.release();
     let kept: string | undefined;
     if (options.keepLogs || crashed) {
       kept = join(KEPT_LOGS_ROOT, keptName);

@@ -4,6 +4,6 @@ export { ControlPlaneError } from './errors.ts';
 export { stopOnInterrupt } from './interrupt.ts';
 export { KUBECTL_IMAGE, NODE_NAME, type Node, PAUSE_IMAGE } from './node.ts';
 export { resolveNodeBinaries } from './nodebinaries.ts';
-export { HOST_STATE_DIR, machineSnapshot } from './nodehost.ts';
+export { HOST_STATE_DIR, machineSnapshot, nodePreflight } from './nodehost.ts';
 export { type Progress, silentProgress, streamProgress } from './progress.ts';
 export type { Pull, Registry } from './registry.ts';

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { NodeBinaries } from './nodebinaries.ts';
-import { BRIDGE, BRIDGE_ADDRESS, type HostLease, NODE_ROOT, POD_SUBNET } from './nodehost.ts';
+import { BRIDGE, BRIDGE_ADDRESS, NODE_ROOT, POD_SUBNET } from './nodehost.ts';
 import type { KeyPair } from './pki.ts';
 import { Component } from './process.ts';
 import { Registry } from './registry.ts';
@@ -169,7 +169,6 @@ export function kubeProxyConfig(kubeconfig: string): string {
 
 export interface NodeContext {
   binaries: NodeBinaries;
-  lease: HostLease;
   server: string;
   caPath: string;
   ca: KeyPair;
@@ -192,22 +191,13 @@ export class Node {
   readonly registry: Registry;
   readonly logsDir: string;
   private readonly components: Component[];
-  private readonly lease: HostLease;
   private stopped = false;
-
   private readonly ctrPath: string;
 
-  private constructor(
-    registry: Registry,
-    components: Component[],
-    lease: HostLease,
-    logsDir: string,
-    ctrPath: string,
-  ) {
+  private constructor(registry: Registry, components: Component[], logsDir: string, ctrPath: string) {
     this.ctrPath = ctrPath;
     this.registry = registry;
     this.components = components;
-    this.lease = lease;
     this.logsDir = logsDir;
   }
 
@@ -439,7 +429,7 @@ export class Node {
         ctx.timeoutMs,
       );
       await kubeScheduler.waitUntil('it is running', async () => true, ctx.timeoutMs);
-      return new Node(registry, components, ctx.lease, logsDir, ctx.binaries.ctr);
+      return new Node(registry, components, logsDir, ctx.binaries.ctr);
     } catch (err) {
       return fail(err);
     }
@@ -472,7 +462,10 @@ export class Node {
     });
   }
 
-  /** Stops every component, puts the machine back; with `keepTo`, copies the logs there first. */
+  /**
+   * Stops every component and the registry; the control plane then gives the host back. With
+   * `keepTo`, copies the logs there first.
+   */
   async stop(keepTo?: string): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -481,7 +474,6 @@ export class Node {
     for (const name of ['kube-proxy', 'kube-scheduler', 'kubelet', 'containerd'])
       await byName.get(name)?.stop(5000);
     await this.registry.stop();
-    await this.lease.release();
   }
 
   /** For process exit: kills every component at once; the next start cleans up the rest. */

@@ -8,7 +8,9 @@
  *   `$ `-prompted line of another fenced block (a shown session, whose following lines are the
  *   output the README promises); every inline code span that starts with `kubectl ` (a span may
  *   wrap across lines, as in Markdown).
- * - hack/local.ts: the lines `npm run local` prints to paste into another terminal (`pasteLines`).
+ * - hack/local.ts: the lines `npm run local` prints to paste into another terminal (`pasteLines`);
+ *   those it prints only with the local node (a new tenant's Pod on the private image) need the
+ *   node, and local.test.ts runs them there, as pasted.
  * - src/ and hack/: every string literal that contains `kubectl <command>` (error hints such as the
  *   operator's missing-CRD hint, `INSTALL_CRD_HINT`).
  *
@@ -31,7 +33,14 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { loadAll } from 'js-yaml';
 import { ControlPlane } from '../../controlplane/index.ts';
-import { applySamples, objectPath, pasteLines, type SampleObject, sampleObjects } from '../../hack/local.ts';
+import {
+  applySamples,
+  objectPath,
+  pasteLines,
+  SAMPLE_IMAGE,
+  type SampleObject,
+  sampleObjects,
+} from '../../hack/local.ts';
 import { INSTALL_CRD_HINT } from '../../src/operator.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
 import { cluster } from '../support/cluster.ts';
@@ -231,7 +240,16 @@ const fromLocal: Found[] = PASTE_TEMPLATE.filter((l) => !isExport(l)).map((comma
   source: 'hack/local.ts (npm run local)',
   rule: 'local',
 }));
-const fromCode = codeHints();
+/** What `npm run local` prints only with the local node: local.test.ts runs those lines there. */
+const NODE_ONLY = pasteLines({
+  kubeconfig: '<admin kubeconfig>',
+  kubectl: '<kubectl dir>/kubectl',
+  kubectlOrigin: '<kubectl dir>',
+  image: '<image>',
+}).filter((l) => !PASTE_TEMPLATE.includes(l));
+const nodeOnly = (f: Found) =>
+  f.source.startsWith('hack/local.ts:') && NODE_ONLY.some((l) => l.startsWith(f.command));
+const fromCode = codeHints().filter((f) => !nodeOnly(f));
 const everything = [...readme.found, ...fromLocal, ...fromCode];
 
 const printed: Printed[] = [];
@@ -470,10 +488,12 @@ describe('the commands the README and the code tell users to run', function () {
 
     it("the README's copy of what npm run local prints is what hack/local.ts prints", () => {
       const plane = cluster();
+      // As printed with the local node, whose registry's port only the running cluster knows.
       const real = pasteLines({
         kubeconfig: plane.admin.path,
         kubectl: plane.binaries.kubectl,
         kubectlOrigin: plane.binaries.origin,
+        image: `127.0.0.1:<port>/${SAMPLE_IMAGE.repository}:${SAMPLE_IMAGE.tag}`,
       }).map((l) => l.replace(/\s+#.*$/, ''));
       const shown = readme.fences.find((f) => f.lines.some((l) => l.startsWith('export KUBECONFIG=')));
       expect(shown, 'the README shows no block with export KUBECONFIG=').to.exist;

@@ -29,6 +29,7 @@ import {
   stopOnInterrupt,
   streamProgress,
 } from '../../controlplane/index.ts';
+import { machineWithoutNode } from '../support/machine.ts';
 import { killQuietly, type RegcredProcess, startRegcred } from '../support/processes.ts';
 import { eventually } from '../support/wait.ts';
 
@@ -59,7 +60,7 @@ describe('the local node', function () {
     // An empty state folder is a finished run's own leftover (older versions kept it), which the
     // start removes: not part of the machine as it was.
     await rmdir(HOST_STATE_DIR).catch(() => {});
-    snapshotBefore = await machineSnapshot(tools);
+    snapshotBefore = await machineWithoutNode(tools);
     plane = await ControlPlane.start({ node: true, progress: streamProgress(), readyTimeoutMs: 120_000 });
     // Ctrl-C stops the node too; on a hard exit its processes are killed and the next start cleans up.
     untie = stopOnInterrupt(plane);
@@ -555,8 +556,11 @@ describe('the local node', function () {
           return rc.status?.conditions?.some((c) => c.type === 'SourceValid' && c.status === 'False');
         });
         for (const ns of tenants) expect(await copiedPassword(ns)).to.equal(rotated);
+        const since = (await plane!.node!.registry.pulls()).length;
         for (const ns of tenants) await runApp(ns, 'while-invalid');
         for (const ns of tenants) await succeeded(ns, 'while-invalid');
+        // Pulled with the last good login, as the registry saw it.
+        await pulledBy('acme-puller', since, tenants.length);
       });
 
       it('uninstall: after the RegistryCredential is deleted, new Pods in the former tenants are refused', async () => {

@@ -15,6 +15,7 @@ export interface Flags {
   concurrency: number;
   logLevel: LogLevel;
   resyncPeriodMs: number;
+  stallAfterMs: number;
   leaderElect: boolean;
   leaseDurationMs: number;
   renewDeadlineMs: number;
@@ -38,6 +39,9 @@ Flags:
   --concurrency=N           Parallel API writes and reconcile workers (default 32).
   --resync-period=D         Safety-net requeue of every RegistryCredential, e.g. 30s, 10m, 1h;
                             0 disables it (default 10m). Converged state costs no API calls.
+  --stall-after=D           How long writes may keep failing (Ready reason Failed, Reconciling)
+                            before a RegistryCredential is reported Stalled, which kstatus and
+                            Flux read as Failed and Argo CD as Degraded (default 2m).
   --log-level=L             error, warn, info or debug (default info). Logs are JSON on stderr.
   --kubeconfig=PATH         Kubeconfig to use. Default: $KUBECONFIG, else ~/.kube/config, else the
                             in-cluster ServiceAccount. With none of them, regcred exits.
@@ -105,6 +109,7 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv = process.env)
         concurrency: { type: 'string' },
         'log-level': { type: 'string' },
         'resync-period': { type: 'string' },
+        'stall-after': { type: 'string' },
         'leader-elect': { type: 'boolean' },
         'leader-elect-lease-duration': { type: 'string' },
         'leader-elect-renew-deadline': { type: 'string' },
@@ -147,6 +152,7 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv = process.env)
     }
   };
   const resyncPeriodMs = duration('resync-period', '10m');
+  const stallAfterMs = duration('stall-after', '2m');
   const leaseDurationMs = duration('leader-elect-lease-duration', '15s');
   const renewDeadlineMs = duration('leader-elect-renew-deadline', '10s');
   const retryPeriodMs = duration('leader-elect-retry-period', '2s');
@@ -160,6 +166,7 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv = process.env)
     concurrency,
     logLevel,
     resyncPeriodMs,
+    stallAfterMs,
     leaderElect: Boolean(values['leader-elect']),
     leaseDurationMs,
     renewDeadlineMs,

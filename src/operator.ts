@@ -29,12 +29,20 @@ export interface OperatorOptions {
   concurrency: number;
   /** Safety-net requeue of every RegistryCredential; 0 disables it. */
   resyncPeriodMs: number;
+  /** How long writes may keep failing before a RegistryCredential is Stalled; default 2 min. */
+  stallAfterMs?: number;
   /** Where to count reconciles, queue and API requests; none when omitted. */
   metrics?: Metrics;
 }
 
 /** The controller's name, in metrics (`controller`, `name` labels). */
 const CONTROLLER = 'registrycredential';
+
+/** The conditions `regcred_credential_condition` exports, and the status an absent one counts as. */
+const CONDITION_METRICS = [
+  ['Ready', 'Unknown'],
+  ['Stalled', 'False'],
+] as const;
 
 /** What the missing-CRD error tells the user to run (from the repository root); a test runs it. */
 export const INSTALL_CRD_HINT = 'kubectl apply -f crds/';
@@ -72,6 +80,7 @@ export class Operator {
       executor,
       events: this.events,
       logger,
+      ...(options.stallAfterMs === undefined ? {} : { stallAfterMs: options.stallAfterMs }),
     });
     this.manager = new Manager<Key>({
       client,
@@ -105,6 +114,26 @@ export class Operator {
         registers: [metrics.registry],
         collect() {
           this.set(copies.size);
+        },
+      });
+      const credentials = this.caches.credentials;
+      new Gauge({
+        name: 'regcred_credential_condition',
+        help:
+          "A RegistryCredential's Ready and Stalled conditions as its status shows them: 1 for the status " +
+          '(True, False or Unknown) the condition has, 0 for the others. No status yet: Ready is Unknown; ' +
+          'Stalled absent: False.',
+        labelNames: ['credential', 'type', 'status'],
+        registers: [metrics.registry],
+        collect() {
+          this.reset();
+          for (const rc of credentials.list()) {
+            for (const [type, absent] of CONDITION_METRICS) {
+              const now = rc.status?.conditions?.find((c) => c.type === type)?.status ?? absent;
+              for (const status of ['True', 'False', 'Unknown'] as const)
+                this.set({ credential: rc.metadata.name, type, status }, now === status ? 1 : 0);
+            }
+          }
         },
       });
     }

@@ -83,7 +83,8 @@ const condition = {
   properties: {
     type: {
       type: 'string',
-      description: 'The aspect this condition reports: Ready or SourceValid.',
+      description:
+        'The aspect this condition reports: Ready, SourceValid, and (only while True) Reconciling or Stalled.',
       maxLength: 316,
     },
     status: { type: 'string', description: 'True, False or Unknown.', enum: ['True', 'False', 'Unknown'] },
@@ -217,17 +218,25 @@ export const specSchema = {
 export const statusSchema = {
   type: 'object',
   description: 'What the operator last observed and did. Written only when something in it changes.',
+  // Until the operator has written a status, observedGeneration is -1 (as Flux's own types do), so
+  // kstatus reads a new RegistryCredential as InProgress, not as Current.
+  default: { observedGeneration: -1 },
   properties: {
     observedGeneration: {
       type: 'integer',
-      description: 'The metadata.generation this status was computed from.',
-      minimum: 0,
+      description:
+        'The metadata.generation this status was computed from; -1 until the operator has written one.',
+      minimum: -1,
     },
     conditions: {
       type: 'array',
       description:
-        'Ready: every selected namespace holds the current credential and every selected ServiceAccount points at it. ' +
-        'SourceValid: the source Secret exists, is allowed, and holds a credential kubelet can parse.',
+        'Ready: every selected namespace holds the current credential and every selected ServiceAccount points at it ' +
+        '(True with reason Suspended while spec.suspend is true). ' +
+        'SourceValid: the source Secret exists, is allowed, and holds a credential kubelet can parse. ' +
+        'Reconciling (present only while True): copies are being written, failed writes retried, or cleaned up on deletion. ' +
+        'Stalled (present only while True): regcred cannot make progress until someone changes the source, the spec, ' +
+        'a conflicting Secret, or what makes writes fail.',
       maxItems: 8,
       'x-kubernetes-list-type': 'map',
       'x-kubernetes-list-map-keys': ['type'],
@@ -303,6 +312,13 @@ export const statusSchema = {
       type: 'string',
       format: 'date-time',
       description: 'When a changed credential last finished propagating to every selected namespace.',
+    },
+    failingSince: {
+      type: 'string',
+      format: 'date-time',
+      description:
+        "While Ready's reason is Failed: since when writes have kept failing. After the operator's --stall-after, " +
+        'Stalled becomes True.',
     },
   },
 } as const satisfies SchemaNode;

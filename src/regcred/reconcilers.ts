@@ -28,7 +28,7 @@ import { type NamespaceWorld, planNamespace, settle } from './namespace-plan.ts'
 import { FINALIZER, isTerminating, projectSecret, type Secret } from './objects.ts';
 import { ownershipOf, secretNameOf } from './plan.ts';
 import type { Sources } from './sources.ts';
-import { computeStatus } from './status.ts';
+import { computeStatus, DEFAULT_STALL_AFTER_MS, deletingStatus, recheckAfterMs } from './status.ts';
 
 export interface ReconcilerOptions {
   client: KubeClient;
@@ -38,6 +38,8 @@ export interface ReconcilerOptions {
   events: EventRecorder;
   logger: Logger;
   now?: () => Date;
+  /** How long writes may keep failing before the credential is Stalled (status.ts). */
+  stallAfterMs?: number;
 }
 
 type Result = Outcome<Key> | undefined;
@@ -86,10 +88,11 @@ export class Reconcilers {
       },
       // Done once no copy is left and no namespace reconcile is still running (it may be writing
       // a copy the caches cannot show yet). Nudged, not re-added: a namespace that failed waits out
-      // its backoff (no hot loop).
+      // its backoff (no hot loop). Status says Deleting meanwhile.
       cleanup: async () => {
         const leftovers = namespacesWithCopies(rc, this.caches);
-        return { done: leftovers.size === 0 && this.book.inFlight(rc) === 0, result: nudge(leftovers) };
+        const done = leftovers.size === 0 && this.book.inFlight(rc) === 0;
+        return { done, result: done ? [] : [...nudge(leftovers), status(name)] };
       },
     });
     if (done.phase === 'removed') {
@@ -223,7 +226,8 @@ export class Reconcilers {
 
   private async status(name: string): Promise<Result> {
     const rc = this.caches.credentials.get(name);
-    if (!rc || rc.metadata.deletionTimestamp) return;
+    if (!rc) return;
+    if (rc.metadata.deletionTimestamp) return this.deletionStatus(rc);
     const compiled = this.book.selectionOf(rc);
     const source = this.options.sources.stateOf(rc);
     const basis = basisOf(rc, source);
@@ -245,20 +249,40 @@ export class Reconcilers {
     if (unknown > 0 && settled && !this.book.statusSeen(rc)) return;
     this.book.markStatusSeen(rc);
 
+    const now = this.now();
+    const stallAfterMs = this.options.stallAfterMs ?? DEFAULT_STALL_AFTER_MS;
     const next = computeStatus({
       rc,
-      now: this.now()
-        .toISOString()
-        .replace(/\.\d+Z$/, 'Z'),
+      now: seconds(now),
       specError: compiled.ok ? undefined : compiled.message,
       source,
       results,
       rotated: this.book.rotated(rc),
+      stallAfterMs,
     });
+    // Writes that keep failing become Stalled at a set time, with or without another event.
+    const recheck = recheckAfterMs(next, now.getTime(), stallAfterMs);
+    const after: Result = recheck === undefined ? undefined : { requeueAfterMs: recheck };
     const patch = mergePatch(rc.status ?? {}, next);
-    if (patch === undefined) return;
+    if (patch === undefined) return after;
     await this.options.executor.patchCredential(rc, { status: patch }, '/status');
     if (next.lastRotationTime !== rc.status?.lastRotationTime) this.book.markRotated(rc, false);
+    this.announce(rc, next);
+    return after;
+  }
+
+  /** While the finalizer cleans up: Deleting, written once. After it, nothing (the object goes). */
+  private async deletionStatus(rc: RegistryCredential): Promise<Result> {
+    if (!rc.metadata.finalizers?.includes(FINALIZER)) return;
+    const next = deletingStatus(rc, seconds(this.now()));
+    const patch = mergePatch(rc.status ?? {}, next);
+    if (patch === undefined) return;
+    try {
+      await this.options.executor.patchCredential(rc, { status: patch }, '/status');
+    } catch (err) {
+      if (classify(err).kind === 'notFound') return; // the deletion finished first
+      throw err;
+    }
     this.announce(rc, next);
   }
 
@@ -271,13 +295,21 @@ export class Reconcilers {
       uid: rc.metadata.uid,
     };
     const events = this.options.events;
+    const conditionOf = (s: RegistryCredential['status'], type: string) =>
+      s?.conditions?.find((c) => c.type === type);
     for (const c of next.conditions ?? []) {
-      const before = rc.status?.conditions?.find((p) => p.type === c.type);
+      const before = conditionOf(rc.status, c.type);
+      if (c.type === 'Reconciling' || c.type === 'Stalled') continue; // Ready's reason tells
       if (before?.reason === c.reason) continue;
       if (c.type === 'SourceValid' && c.status === 'True' && !before) continue; // routine
       if (c.type === 'Ready' && c.reason === 'Progressing') continue;
-      events.record(ref, c.status === 'True' ? 'Normal' : 'Warning', c.reason, c.message);
+      const normal = c.status === 'True' || c.reason === 'Deleting';
+      events.record(ref, normal ? 'Normal' : 'Warning', c.reason, c.message);
     }
+    // Failed writes turning into Stalled keep Ready's reason: the one change an Event must tell.
+    const stalled = conditionOf(next, 'Stalled');
+    if (stalled?.reason === 'Failed' && !conditionOf(rc.status, 'Stalled'))
+      events.record(ref, 'Warning', 'Stalled', stalled.message);
     if (next.lastRotationTime && next.lastRotationTime !== rc.status?.lastRotationTime) {
       events.record(
         ref,
@@ -301,6 +333,11 @@ function namespacesWithCopies(rc: RegistryCredential, caches: Caches): Set<strin
     if (ownershipOf(copy, rc).kind === 'ours' && ns && !isTerminating(ns)) out.add(ns.metadata.name);
   }
   return out;
+}
+
+/** An RFC 3339 timestamp in whole seconds, as status carries them. */
+function seconds(date: Date): string {
+  return date.toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 /** API reasons are CamelCase already; network errors get a stable one. */

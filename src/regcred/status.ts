@@ -1,18 +1,31 @@
 /**
  * RegistryCredential status, computed from what the reconcilers observed. Pure and deterministic:
- * the same observations and previous status give the same status, so an unchanged world is never
- * rewritten (no heartbeat timestamps; a condition's lastTransitionTime moves only when its status
- * does).
+ * the same observations, previous status and time give the same status, so an unchanged world is
+ * never rewritten (no heartbeat timestamps; a condition's lastTransitionTime moves only when its
+ * status does).
  *
- * Ready reasons (the documented set):
- *   Synced (True) · Progressing · Conflicts · Failed · SourceInvalid · SourceNotAllowed · Suspended · InvalidSpec
- * SourceValid reasons:
- *   Valid (True) · SourceNotFound · SourceWrongType · SourceMalformed · SourceNotAllowed
+ * The conditions follow the kstatus conventions (sigs.k8s.io/cli-utils, which Flux uses) so that
+ * GitOps tools read the right state without configuration:
+ * - `Ready` reasons: Synced (True) · Suspended (True: regcred does what the spec asks, nothing) ·
+ *   Progressing · Failed · Conflicts · SourceInvalid · SourceNotAllowed · InvalidSpec · Deleting.
+ * - `Reconciling` (present only while True) while regcred is still getting somewhere: reasons
+ *   Progressing, Failed (writes failing, retried with backoff, for less than `stallAfterMs`) and
+ *   Deleting (the finalizer's cleanup).
+ * - `Stalled` (present only while True) when regcred cannot make progress without a human:
+ *   reasons InvalidSpec, SourceInvalid, SourceNotAllowed, Conflicts, and Failed once writes have
+ *   failed for `stallAfterMs` (since `failingSince`).
+ * - Never both Reconciling and Stalled; `observedGeneration` is written on every status write, in
+ *   the status and in each condition.
+ * - `SourceValid` reasons: Valid (True) · SourceNotFound · SourceWrongType · SourceMalformed ·
+ *   SourceNotAllowed.
  */
 import type { Condition, RegistryCredential, RegistryCredentialStatus } from '../api/v1alpha1.ts';
 import { secretNameOf, sourceOf } from './plan.ts';
 
 const MAX_FAILURES = 10;
+
+/** How long writes may keep failing (Reconciling) before the credential is Stalled. */
+export const DEFAULT_STALL_AFTER_MS = 2 * 60_000;
 
 /** What one namespace's last reconcile found. */
 export type NamespaceResult =
@@ -28,6 +41,7 @@ export type SourceVerdict =
 
 export interface StatusInput {
   rc: RegistryCredential;
+  /** The time, as an RFC 3339 timestamp in whole seconds. */
   now: string;
   specError?: string;
   source: SourceVerdict;
@@ -35,7 +49,11 @@ export interface StatusInput {
   results: Map<string, NamespaceResult | undefined>;
   /** True when a changed credential was written into existing copies since the last status. */
   rotated: boolean;
+  /** How long writes may keep failing before Stalled; default DEFAULT_STALL_AFTER_MS. */
+  stallAfterMs?: number;
 }
+
+type Draft = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
 
 export function computeStatus({
   rc,
@@ -44,6 +62,7 @@ export function computeStatus({
   source,
   results,
   rotated,
+  stallAfterMs = DEFAULT_STALL_AFTER_MS,
 }: StatusInput): RegistryCredentialStatus {
   const previous = rc.status ?? {};
   const generation = rc.metadata.generation ?? 0;
@@ -70,18 +89,31 @@ export function computeStatus({
   failures.sort((a, b) => (a.namespace < b.namespace ? -1 : 1));
   const selected = results.size;
 
-  const sourceCondition: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'> = source.valid
+  const sourceCondition: Draft = source.valid
     ? { type: 'SourceValid', status: 'True', reason: 'Valid', message: source.message }
     : { type: 'SourceValid', status: 'False', reason: source.reason, message: source.message };
 
-  let ready: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
-  if (specError) ready = { type: 'Ready', status: 'False', reason: 'InvalidSpec', message: specError };
-  else if (rc.spec.suspend) {
+  // Ready, and the one abnormal condition (Reconciling or Stalled) that goes with it, if any.
+  let ready: Draft;
+  let abnormal: Draft | undefined;
+  let failingSince: string | undefined;
+  const stalled = (d: Draft): Draft => ({ ...d, type: 'Stalled', status: 'True' });
+  const reconciling = (reason: string, message: string): Draft => ({
+    type: 'Reconciling',
+    status: 'True',
+    reason,
+    message,
+  });
+  if (specError) {
+    ready = { type: 'Ready', status: 'False', reason: 'InvalidSpec', message: specError };
+    abnormal = stalled(ready);
+  } else if (rc.spec.suspend) {
     ready = {
       type: 'Ready',
-      status: 'False',
+      status: 'True',
       reason: 'Suspended',
-      message: 'spec.suspend is true: regcred changes no copy and no ServiceAccount',
+      message:
+        'spec.suspend is true: regcred changes no copy and no ServiceAccount (copies may be out of date)',
     };
   } else if (!source.valid) {
     const reason = source.reason === 'SourceNotAllowed' ? 'SourceNotAllowed' : 'SourceInvalid';
@@ -91,6 +123,7 @@ export function computeStatus({
       reason,
       message: `${source.message}; existing copies are left as they are`,
     };
+    abnormal = stalled(ready);
   } else if (failed > 0) {
     ready = {
       type: 'Ready',
@@ -98,6 +131,15 @@ export function computeStatus({
       reason: 'Failed',
       message: firstFew(`${failed} namespace(s) failed`, failures),
     };
+    failingSince = previous.failingSince ?? now;
+    const stallsAt = Date.parse(failingSince) + stallAfterMs;
+    abnormal =
+      Date.parse(now) >= stallsAt
+        ? stalled({ ...ready, message: `${ready.message}; failing since ${failingSince}` })
+        : reconciling(
+            'Failed',
+            `retrying the failed writes with backoff; Stalled at ${timestamp(stallsAt)} if they still fail`,
+          );
   } else if (conflicting > 0) {
     ready = {
       type: 'Ready',
@@ -108,6 +150,7 @@ export function computeStatus({
         failures,
       ),
     };
+    abnormal = stalled(ready);
   } else if (pending > 0) {
     ready = {
       type: 'Ready',
@@ -115,6 +158,7 @@ export function computeStatus({
       reason: 'Progressing',
       message: `${synced}/${selected} namespaces synced`,
     };
+    abnormal = reconciling('Progressing', ready.message);
   } else {
     ready = {
       type: 'Ready',
@@ -136,10 +180,7 @@ export function computeStatus({
 
   const status: RegistryCredentialStatus = {
     observedGeneration: generation,
-    conditions: [
-      withTransition(ready, previous, now, generation),
-      withTransition(sourceCondition, previous, now, generation),
-    ],
+    conditions: conditions([ready, abnormal, sourceCondition], previous, now, generation),
     source: `${namespace}/${name}`,
     secretName: secretNameOf(rc),
     synced: `${synced}/${selected}`,
@@ -150,8 +191,54 @@ export function computeStatus({
   if (sourceResourceVersion !== undefined) status.sourceResourceVersion = sourceResourceVersion;
   const lastRotationTime = rotationDone ? now : previous.lastRotationTime;
   if (lastRotationTime !== undefined) status.lastRotationTime = lastRotationTime;
+  if (failingSince !== undefined) status.failingSince = failingSince;
   if (status.failures?.length === 0) delete status.failures;
   return status;
+}
+
+/**
+ * The status while the finalizer cleans up: Ready=False and Reconciling=True, both with reason
+ * Deleting, for the generation the deletion gave the object; everything else as last written.
+ */
+export function deletingStatus(rc: RegistryCredential, now: string): RegistryCredentialStatus {
+  const previous = rc.status ?? {};
+  const generation = rc.metadata.generation ?? 0;
+  const message = 'being deleted: regcred removes its copies and ServiceAccount entries, then its finalizer';
+  const { failingSince: _cleared, ...rest } = previous;
+  const sourceValid = previous.conditions?.find((c) => c.type === 'SourceValid');
+  return {
+    ...rest,
+    observedGeneration: generation,
+    conditions: conditions(
+      [
+        { type: 'Ready', status: 'False', reason: 'Deleting', message },
+        { type: 'Reconciling', status: 'True', reason: 'Deleting', message },
+        sourceValid,
+      ],
+      previous,
+      now,
+      generation,
+    ),
+  };
+}
+
+/**
+ * When the status reconciler must look again although nothing else changes: at the time a
+ * credential whose writes keep failing becomes Stalled (plus a second, as `now` is in whole
+ * seconds). Undefined when no such moment is ahead.
+ */
+export function recheckAfterMs(
+  status: RegistryCredentialStatus,
+  nowMs: number,
+  stallAfterMs = DEFAULT_STALL_AFTER_MS,
+): number | undefined {
+  if (status.failingSince === undefined) return undefined;
+  if (status.conditions?.some((c) => c.type === 'Stalled')) return undefined;
+  return Math.max(0, Date.parse(status.failingSince) + stallAfterMs - nowMs) + 1000;
+}
+
+function timestamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 function firstFew(summary: string, failures: { namespace: string; reason: string }[]): string {
@@ -159,20 +246,25 @@ function firstFew(summary: string, failures: { namespace: string; reason: string
   return `${summary}: ${shown.join(', ')}${failures.length > 3 ? ', ...' : ''}`;
 }
 
-function withTransition(
-  c: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>,
+/** The conditions present, each with its transition time kept while its status stays the same. */
+function conditions(
+  drafts: (Draft | undefined)[],
   previous: RegistryCredentialStatus,
   now: string,
   generation: number,
-): Condition {
-  const before = previous.conditions?.find((p) => p.type === c.type);
-  const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : now;
-  return {
-    type: c.type,
-    status: c.status,
-    observedGeneration: generation,
-    lastTransitionTime,
-    reason: c.reason,
-    message: c.message,
-  };
+): Condition[] {
+  return drafts
+    .filter((c): c is Draft => c !== undefined)
+    .map((c) => {
+      const before = previous.conditions?.find((p) => p.type === c.type);
+      const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : now;
+      return {
+        type: c.type,
+        status: c.status,
+        observedGeneration: generation,
+        lastTransitionTime,
+        reason: c.reason,
+        message: c.message,
+      };
+    });
 }

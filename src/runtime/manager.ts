@@ -95,6 +95,8 @@ export class Manager<K> {
       labelSelector: watch.labelSelector,
       onRestart: metrics ? () => metrics.informerRestarts.inc({ informer: watch.name }) : undefined,
     });
+    // Every series exists from the start (at 0), so alerts can tell "none" from "not scraped".
+    metrics?.informerRestarts.inc({ informer: watch.name }, 0);
     this.reflectors.push(reflector as unknown as Reflector<never>);
     this.handle(reflector.events$, (event) => this.controller.enqueue(watch.keys(event)));
     return reflector;
@@ -168,6 +170,8 @@ export class Manager<K> {
 
   private instrument(metrics: Metrics): void {
     const { name } = this.options;
+    for (const result of ['success', 'error', 'requeue'] as const)
+      metrics.reconcileTotal.inc({ controller: name, result }, 0);
     this.controller.onReconcile((_key, result, seconds) => {
       metrics.reconcileTotal.inc({ controller: name, result });
       metrics.reconcileTime.observe({ controller: name, result }, seconds);

@@ -83,6 +83,7 @@ describe('the RegistryCredential API', function () {
       failures: [{ namespace: 'b', reason: 'Forbidden', message: 'denied' }],
       sourceResourceVersion: '42',
       lastRotationTime: '2026-01-02T03:04:06Z',
+      failingSince: '2026-01-02T03:04:07Z',
     };
     await createCredential(name, spec);
     await admin().mergePatch(`${RC_PATH}/${name}/status`, { status });

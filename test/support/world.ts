@@ -128,6 +128,7 @@ export async function startOperator(
     sourceNamespaces: options.sourceNamespaces ?? [SOURCE_NAMESPACE],
     concurrency: options.concurrency ?? 16,
     resyncPeriodMs: options.resyncPeriodMs ?? 0,
+    ...(options.stallAfterMs === undefined ? {} : { stallAfterMs: options.stallAfterMs }),
   });
   await operator.start();
   return {

@@ -21,6 +21,7 @@ describe('flags', () => {
       concurrency: 32,
       logLevel: 'info',
       resyncPeriodMs: 600_000,
+      stallAfterMs: 120_000,
     });
   });
 
@@ -31,6 +32,7 @@ describe('flags', () => {
         '--concurrency=4',
         '--log-level=debug',
         '--resync-period=1h30m',
+        '--stall-after=30s',
         '--kubeconfig=/k',
       ],
       {},
@@ -42,6 +44,7 @@ describe('flags', () => {
       concurrency: 4,
       logLevel: 'debug',
       resyncPeriodMs: 5_400_000,
+      stallAfterMs: 30_000,
     });
   });
 

@@ -156,6 +156,8 @@ export class Buildah {
     return {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: process.env.HOME,
+      // Where push credentials are found: REGISTRY_AUTH_FILE, else the docker config.
+      ...pick(process.env, ['REGISTRY_AUTH_FILE', 'DOCKER_CONFIG', 'XDG_RUNTIME_DIR']),
       CONTAINERS_CONF: join(config, 'containers.conf'),
       CONTAINERS_REGISTRIES_CONF: join(config, 'registries.conf'),
       CONTAINERS_STORAGE_CONF: join(config, 'storage.conf'),
@@ -485,6 +487,10 @@ async function assembleBase(rootfs: string, node: string, npmTgz: string): Promi
     );
     await chmod(path, 0o755);
   }
+}
+
+function pick(env: NodeJS.ProcessEnv, names: string[]): NodeJS.ProcessEnv {
+  return Object.fromEntries(names.filter((n) => env[n] !== undefined).map((n) => [n, env[n]]));
 }
 
 /** buildah's human-readable size (`248 MB`, decimal units) in bytes; pure, for tests. */

@@ -247,6 +247,7 @@ export class Node {
         dir: join(root, 'registry'),
         logsDir,
         port: await ctx.freePort(),
+        publicPort: await ctx.freePort(),
         bridgeAddress: BRIDGE_ADDRESS,
         binaries: ctx.binaries,
         caPath: ctx.caPath,
@@ -254,7 +255,7 @@ export class Node {
         keyPath: serving.keyPath,
         timeoutMs: ctx.timeoutMs,
       });
-      for (const host of [registry.host, registry.bridgeHost]) {
+      for (const host of registry.hosts) {
         const hostDir = join(root, 'certs.d', host);
         await mkdir(hostDir, { recursive: true });
         await writeFile(

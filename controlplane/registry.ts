@@ -10,6 +10,8 @@
  *   holds no credentials.
  * - `setUser` creates a user or changes its password, effective when it returns (a test rotates a
  *   credential at the registry).
+ * - `publicHost` (loopback, another port) serves the same storage to anyone, read-only, as a public
+ *   image registry does: what a Deployment without a pull Secret (regcred's own) pulls from.
  * - `pulls()` reads which user fetched which manifest from the registry's pull log. Registry 2.8
  *   names the user only in its error lines, so the log is made of its notifications: it posts an
  *   event (with the authenticated user as `actor.name`) for every manifest it serves, to a listener
@@ -73,14 +75,20 @@ export function registryConfig(o: {
   keyPath: string;
   htpasswdPath: string;
   eventsUrl: string;
+  /** No authentication, and read-only: the public listener. */
+  anonymous?: boolean;
 }): string {
   return JSON.stringify(
     {
       version: 0.1,
       log: { level: 'info', formatter: 'json', accesslog: { disabled: true } },
-      storage: { filesystem: { rootdirectory: o.dataDir }, delete: { enabled: true } },
+      storage: {
+        filesystem: { rootdirectory: o.dataDir },
+        delete: { enabled: !o.anonymous },
+        ...(o.anonymous ? { maintenance: { readonly: { enabled: true } } } : {}),
+      },
       http: { addr: o.addr, tls: { certificate: o.certPath, key: o.keyPath } },
-      auth: { htpasswd: { realm: 'regcred-local', path: o.htpasswdPath } },
+      ...(o.anonymous ? {} : { auth: { htpasswd: { realm: 'regcred-local', path: o.htpasswdPath } } }),
       notifications: {
         endpoints: [{ name: 'pull-log', url: o.eventsUrl, timeout: '2s', threshold: 1, backoff: '200ms' }],
       },
@@ -95,6 +103,8 @@ export class Registry {
   readonly host: string;
   /** The same registry on the node's bridge address, reachable from Pods. */
   readonly bridgeHost: string;
+  /** The same storage on loopback, read-only and without authentication. */
+  readonly publicHost: string;
   readonly dir: string;
   private readonly components: Component[];
   private readonly binaries: NodeBinaries;
@@ -105,7 +115,7 @@ export class Registry {
   private readonly timeoutMs: number;
 
   private constructor(init: {
-    hosts: [string, string];
+    hosts: [string, string, string];
     dir: string;
     components: Component[];
     binaries: NodeBinaries;
@@ -114,7 +124,7 @@ export class Registry {
     timeoutMs: number;
   }) {
     this.events = init.events;
-    [this.host, this.bridgeHost] = init.hosts;
+    [this.host, this.bridgeHost, this.publicHost] = init.hosts;
     this.dir = init.dir;
     this.components = init.components;
     this.binaries = init.binaries;
@@ -131,14 +141,20 @@ export class Registry {
     return this.components.flatMap((c) => (c.pid ? [c.pid] : []));
   }
 
+  /** Every listener: the private ones on loopback and the bridge, and the public one. */
+  get hosts(): string[] {
+    return [this.host, this.bridgeHost, this.publicHost];
+  }
+
   /**
    * Starts one registry process per address (distribution listens on one address each), sharing
-   * storage, passwords and the pull log.
+   * storage, passwords and the pull log; the third, public one is anonymous and read-only.
    */
   static async start(o: {
     dir: string;
     logsDir: string;
     port: number;
+    publicPort: number;
     bridgeAddress: string;
     binaries: NodeBinaries;
     caPath: string;
@@ -147,7 +163,11 @@ export class Registry {
     timeoutMs: number;
   }): Promise<Registry> {
     await mkdir(join(o.dir, 'data'), { recursive: true });
-    const hosts: [string, string] = [`127.0.0.1:${o.port}`, `${o.bridgeAddress}:${o.port}`];
+    const hosts: [string, string, string] = [
+      `127.0.0.1:${o.port}`,
+      `${o.bridgeAddress}:${o.port}`,
+      `127.0.0.1:${o.publicPort}`,
+    ];
     const events = await pullLogListener(join(o.dir, 'pulls.log'));
     const components: Component[] = [];
     for (const [i, addr] of hosts.entries()) {
@@ -161,9 +181,10 @@ export class Registry {
           keyPath: o.keyPath,
           htpasswdPath: join(o.dir, 'htpasswd'),
           eventsUrl: `http://127.0.0.1:${(events.address() as AddressInfo).port}/events`,
+          anonymous: i === 2,
         }),
       );
-      const name = i === 0 ? 'registry' : 'registry-bridge';
+      const name = ['registry', 'registry-bridge', 'registry-public'][i]!;
       components.push(
         new Component(name, o.binaries.registry, ['serve', configPath], join(o.logsDir, `${name}.log`)),
       );
@@ -185,10 +206,11 @@ export class Registry {
   private async startAll(): Promise<void> {
     for (const c of this.components) c.start();
     for (const [i, c] of this.components.entries()) {
-      const host = i === 0 ? this.host : this.bridgeHost;
+      const host = this.hosts[i]!;
+      const expected = host === this.publicHost ? 200 : 401;
       await c.waitUntil(
-        `https://${host}/v2/ answers 401`,
-        async () => (await this.anonymousStatus(host, '/v2/')) === 401,
+        `https://${host}/v2/ answers ${expected}`,
+        async () => (await this.anonymousStatus(host, '/v2/')) === expected,
         this.timeoutMs,
       );
     }

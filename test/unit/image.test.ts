@@ -1,6 +1,6 @@
 /**
- * The pure parts of building the image: `npm run image`'s command line and buildah's explicit
- * configuration.
+ * The pure parts of building and serving the image: `npm run image`'s command line, buildah's
+ * explicit configuration, and the registry's public (anonymous, read-only) listener.
  */
 import { expect } from 'chai';
 import {
@@ -10,6 +10,7 @@ import {
   LOCAL_BASE,
   parseSize,
 } from '../../controlplane/image.ts';
+import { registryConfig } from '../../controlplane/registry.ts';
 import { parseImageArgs } from '../../hack/image.ts';
 
 describe('npm run image', () => {
@@ -58,5 +59,31 @@ describe("buildah's configuration", () => {
     expect(parseSize('1.5 GB')).to.equal(1.5e9);
     expect(parseSize('512 B')).to.equal(512);
     expect(parseSize('a lot')).to.be.NaN;
+  });
+});
+
+describe("the registry's public listener", () => {
+  const base = {
+    addr: '127.0.0.1:5001',
+    dataDir: '/d',
+    certPath: '/c',
+    keyPath: '/k',
+    htpasswdPath: '/h',
+    eventsUrl: 'http://127.0.0.1:9/events',
+  };
+
+  it('serves the same storage without authentication, read-only', () => {
+    const config = JSON.parse(registryConfig({ ...base, anonymous: true }));
+    expect(config.auth).to.equal(undefined);
+    expect(config.storage.filesystem).to.deep.equal({ rootdirectory: '/d' });
+    expect(config.storage.maintenance).to.deep.equal({ readonly: { enabled: true } });
+    expect(config.storage.delete).to.deep.equal({ enabled: false });
+    expect(config.http.tls).to.deep.equal({ certificate: '/c', key: '/k' });
+  });
+
+  it('leaves the private listeners writable and password-protected', () => {
+    const config = JSON.parse(registryConfig(base));
+    expect(config.auth).to.deep.equal({ htpasswd: { realm: 'regcred-local', path: '/h' } });
+    expect(config.storage.maintenance).to.equal(undefined);
   });
 });

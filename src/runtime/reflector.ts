@@ -8,8 +8,9 @@
  *   relists and emits the differences as events, so nothing is lost.
  * - Any other error (network, 5xx, 403 while RBAC is being fixed) is retried with exponential
  *   backoff and counted in `restarts`; the reflector never stops on its own (client-node's informer
- *   does, #364 #596 #958). A watch that goes silent longer than its own timeout is aborted and
- *   resumed (the watchdog).
+ *   does, #364 #596 #958). A watch that brings no byte for `SILENCE_LIMIT_SECONDS` (kube-apiserver
+ *   sends a bookmark on every watch each minute) is aborted and resumed: a connection that went
+ *   silent without closing is noticed within that, not only at the watch's own timeout (the watchdog).
  * - Handlers of `events$` run synchronously and must not throw (rxjs would rethrow asynchronously
  *   and end the process): the operator wraps every handler.
  * - A watched version that the store already holds through a write-through, or an older one,
@@ -47,6 +48,18 @@ export interface ReflectorOptions<T extends Meta> {
   onRestart?: () => void;
   /** Server-side watch timeout range, seconds; a random value is taken per watch (as client-go does). */
   watchTimeoutSeconds?: [number, number];
+}
+
+/**
+ * kube-apiserver sends a bookmark on every watch that asks for them once a minute (measured here:
+ * at 60 s and 120 s on a quiet watch), so a watch silent for this long is dead, whatever its
+ * server-side timeout. The margin covers a loaded API server.
+ */
+export const SILENCE_LIMIT_SECONDS = 90;
+
+/** How long a watch with this server-side timeout may stay silent before it is given up; pure. */
+export function silenceLimitMs(timeoutSeconds: number): number {
+  return Math.min(timeoutSeconds + 30, SILENCE_LIMIT_SECONDS) * 1000;
 }
 
 interface ListResponse {
@@ -193,7 +206,7 @@ export class Reflector<T extends Meta> {
           }
           if (rv) this.resourceVersion = rv;
         },
-        { signal: local.signal, inactivityTimeoutMs: (timeoutSeconds + 30) * 1000 },
+        { signal: local.signal, inactivityTimeoutMs: silenceLimitMs(timeoutSeconds) },
       );
     } finally {
       signal.removeEventListener('abort', onAbort);

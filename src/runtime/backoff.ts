@@ -8,7 +8,12 @@ export interface BackoffPolicy {
   maxMs: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 100, maxMs: 60_000 };
+/**
+ * Capped at 30 s (client-go's reflector caps at 30 s too): after an outage of any length, every
+ * watch and every failed key is retried within 30 s of the API server coming back, well inside
+ * the 60 s recovery the fault scenarios allow (test/integration/faults.test.ts).
+ */
+export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 100, maxMs: 30_000 };
 
 /** The delay before retry number `failures` (1 = first retry). `random` is injectable for tests. */
 export function backoffDelay(

@@ -123,6 +123,8 @@ async function main(): Promise<number> {
       renewDeadlineMs: flags.renewDeadlineMs,
       retryPeriodMs: flags.retryPeriodMs,
     });
+    // No write leaves this process unless it holds the lease right now (see LeaderElector.holds).
+    client.fence = () => (elector.holds() ? undefined : 'this replica does not hold the lease');
     metrics.leader.set({ name: lease }, 0);
     logger.info('running as a candidate for leadership', { lease });
     const campaign = new AbortController();

@@ -51,6 +51,16 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Aborts the request. */
   signal?: AbortSignal;
+  /** Sent even when the client's `fence` is closed (the leader elector's own Lease writes). */
+  unfenced?: boolean;
+}
+
+/** A write the client refused to send because its fence was closed (e.g. leadership lapsed). */
+export class FencedError extends Error {
+  constructor(method: string, path: string, reason: string) {
+    super(`${method} ${path} not sent: ${reason}`);
+    this.name = 'FencedError';
+  }
 }
 
 /** No request waits longer than this for its answer unless told otherwise (watches excepted). */
@@ -84,7 +94,18 @@ export class KubeClient {
     this.observers.push(observer);
   }
 
+  /**
+   * Asked synchronously before every request other than a GET is sent: a reason not to send it,
+   * or undefined to send it. A leader sets it so that a process that was paused past its renew
+   * deadline (SIGSTOP, a VM freeze) writes nothing when it resumes, before its elector notices.
+   */
+  fence: (() => string | undefined) | undefined;
+
   async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    if (method !== 'GET' && !options.unfenced) {
+      const closed = this.fence?.();
+      if (closed !== undefined) throw new FencedError(method, path, closed);
+    }
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(options.query ?? {}))
       if (v !== undefined) url.searchParams.set(k, String(v));

@@ -11,6 +11,13 @@
  *   lease can expire for the others (`leaseDurationMs` > `renewDeadlineMs`).
  * - `release()` gives the lease up (holder cleared, 1 s duration) so a successor starts at once.
  * - Renewals are the only writes an idle leader makes; followers only read.
+ * - `holds()` is false from the moment the renew deadline has passed since the last renewal, by
+ *   the monotonic clock, even before the renew loop runs again: a process paused past its lease
+ *   (SIGSTOP) and resumed sees its leadership lapsed at once, and sends no Lease update for it.
+ *
+ * Caveats: a Lease gives no fencing on the API server's side. A write sent before a pause may reach
+ * the API server after a successor started; writes that carry resourceVersion preconditions then
+ * fail with 409 rather than overwrite what the successor wrote.
  */
 import { classify } from './errors.ts';
 import type { KubeClient } from './kube.ts';
@@ -51,6 +58,8 @@ export class LeaderElector {
   private lease: Lease | undefined;
   private leading = false;
   private failures = 0;
+  /** performance.now() of the last successful acquire or renewal while leading. */
+  private lastRenew = 0;
 
   constructor(options: LeaderElectionOptions) {
     if (
@@ -71,29 +80,34 @@ export class LeaderElector {
     // Campaign.
     while (!signal.aborted && !this.leading) {
       this.leading = await this.tryAcquireOrRenew();
-      if (!this.leading) await sleep(retryPeriodMs, signal);
+      if (this.leading) this.lastRenew = performance.now();
+      else await sleep(retryPeriodMs, signal);
     }
     if (signal.aborted) return 'stopped';
     logger.info('became leader', { lease: `${this.options.namespace}/${this.options.name}`, identity });
     onStartedLeading();
     // Renew. The deadline is a timer, not a check after each attempt: an attempt that hangs must not
     // keep this process leading past the deadline.
-    let lastRenew = performance.now();
     while (!signal.aborted) {
       await sleep(retryPeriodMs, signal);
       if (signal.aborted) break;
-      const left = renewDeadlineMs - (performance.now() - lastRenew);
+      const left = renewDeadlineMs - (performance.now() - this.lastRenew);
       const renewed =
         left > 0 && (await Promise.race([this.tryAcquireOrRenew(), sleep(left, signal).then(() => false)]));
-      if (renewed) {
-        lastRenew = performance.now();
-      } else if (performance.now() - lastRenew >= renewDeadlineMs) {
+      if (renewed && this.holds()) {
+        this.lastRenew = performance.now();
+      } else if (performance.now() - this.lastRenew >= renewDeadlineMs) {
         this.leading = false;
         logger.error('lost leadership: could not renew the lease in time', { renewDeadlineMs });
         return 'lost';
       }
     }
     return 'stopped';
+  }
+
+  /** True while leading and the last renewal is younger than the renew deadline. */
+  holds(): boolean {
+    return this.leading && performance.now() - this.lastRenew < this.options.renewDeadlineMs;
   }
 
   /** Gives the lease up if this process holds it, so a successor need not wait for it to expire. */
@@ -103,6 +117,7 @@ export class LeaderElector {
     const now = Date.now();
     try {
       await this.options.client.request('PUT', this.path, {
+        unfenced: true,
         body: {
           ...this.lease,
           spec: {
@@ -132,6 +147,7 @@ export class LeaderElector {
       const created = await client
         .request<Lease>('POST', `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`, {
           timeoutMs: this.requestTimeoutMs,
+          unfenced: true,
           body: {
             apiVersion: 'coordination.k8s.io/v1',
             kind: 'Lease',
@@ -159,9 +175,12 @@ export class LeaderElector {
       return false;
     }
     const takingOver = holder !== identity;
+    // Resumed after a pause past the deadline, with a GET answered before it: do not renew.
+    if (this.leading && !this.holds()) return false;
     const updated = await client
       .request<Lease>('PUT', this.path, {
         timeoutMs: this.requestTimeoutMs,
+        unfenced: true,
         body: {
           ...current,
           spec: {

@@ -7,8 +7,8 @@
  * Invariants, per RegistryCredential that is not suspended nor being deleted:
  * - every selected namespace (names ∪ selector, minus exclude, minus the source's namespace; not
  *   terminating; without a foreign Secret of the copy's name) holds a copy with the source's
- *   credential (`missing-copy`, `stale-copy`), and each of its selected ServiceAccounts lists it
- *   (`missing-entry`);
+ *   credential (`missing-copy`, `stale-copy`), and each of its selected ServiceAccounts lists it once
+ *   (`missing-entry`, `duplicate-entry`);
  * - no copy of it in an unselected namespace (`unselected-copy`);
  * - when Ready=True for the current generation, the status counts agree with the world
  *   (`status-mismatch`);
@@ -30,6 +30,7 @@ export type ViolationKind =
   | 'missing-copy'
   | 'stale-copy'
   | 'missing-entry'
+  | 'duplicate-entry'
   | 'unselected-copy'
   | 'status-mismatch'
   | 'orphan-copy'
@@ -219,7 +220,15 @@ export function problemsIn(world: Snapshot): Problem[] {
           matches(saSpec.selector, sa.metadata.labels);
         if (!wanted || sa.metadata.deletionTimestamp) continue;
         accounts++;
-        if (!(sa.imagePullSecrets ?? []).some((e) => e.name === copyName))
+        const listed = (sa.imagePullSecrets ?? []).filter((e) => e.name === copyName).length;
+        if (listed > 1)
+          problems.push({
+            kind: 'duplicate-entry',
+            object: key(sa.metadata),
+            credential: name,
+            detail: `${copyName} ×${listed}`,
+          });
+        if (listed === 0)
           problems.push({
             kind: 'missing-entry',
             object: key(sa.metadata),

@@ -10,9 +10,8 @@
  * Everything is observed through the API (watches, kube-apiserver's apiserver_request_total,
  * /proc for RSS), never through regcred's internals.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -26,9 +25,18 @@ import {
 import { parseSourceSecret } from '../../src/regcred/credential.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
 import { apiserverRequestCounts, countDelta } from '../../test/support/apiserver-metrics.ts';
-import { eventually } from '../../test/support/wait.ts';
 import { FLOOR_CONCURRENCY, floorFanOut, floorOwner, floorReactor, floorRotate, parallel } from './floor.ts';
 import { Observer } from './observer.ts';
+import { type PullResult, pullFigures, timeToFirstPull } from './pull.ts';
+import {
+  imageNodeFlags,
+  percentile,
+  poll,
+  type Regcred,
+  readyAndLeading,
+  startRegcred,
+  stopRegcred,
+} from './regcred.ts';
 import { convergencePlot, type Figure, table, thin } from './report.ts';
 
 const ROOT = join(dirname(new URL(import.meta.url).pathname), '..', '..');
@@ -45,18 +53,24 @@ const { values: opts } = parseArgs({
     churn: { type: 'string', default: '10' },
     'churn-namespaces': { type: 'string', default: '100' },
     idle: { type: 'string', default: '600' },
+    'pull-namespaces': { type: 'string', default: '100' },
+    'pull-rate': { type: 'string', default: '1' },
     out: { type: 'string', default: join(ROOT, 'results') },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (opts.help) {
   process.stdout.write(`npm run bench -- [--namespaces=1000] [--service-accounts=2] [--unrelated-secrets=20000]
-                       [--churn=10] [--churn-namespaces=100] [--idle=600] [--out=results]
+                       [--churn=10] [--churn-namespaces=100] [--idle=600]
+                       [--pull-namespaces=100] [--pull-rate=1] [--out=results]
   namespaces         tenant namespaces (the floor gets as many of its own)
   service-accounts   ServiceAccounts per namespace besides default
   unrelated-secrets  Secrets in other namespaces that regcred must not cache
   churn              new namespaces per second during F3; churn-namespaces: how many
   idle               seconds of idle for F4
+  pull-namespaces    namespaces per phase of F8 (time to first pull, on the local node, first);
+                     0 leaves F8 out; F8 alone: node hack/bench/pull.ts
+  pull-rate          Deployments created per second in F8
 `);
   process.exit(0);
 }
@@ -135,11 +149,6 @@ const sum = (d: Record<string, number>, pattern: RegExp) =>
   Object.entries(d).reduce((n, [k, v]) => n + (pattern.test(k) ? v : 0), 0);
 const WRITE = '(create|update|patch|delete|POST|PUT|PATCH|DELETE|APPLY)';
 
-function percentile(values: number[], p: number): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? Number.NaN;
-}
-
 /** CPU seconds (user + system) used so far by each process of interest. */
 function cpuSeconds(plane: ControlPlane, regcredPid?: number): Record<string, number> {
   const ticks = (pid: number) => {
@@ -202,31 +211,6 @@ function rssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 }
 
-function httpStatus(url: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request(url, { timeout: 1000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('error', () => resolve(0));
-    req.end();
-  });
-}
-
-/**
- * The image's command line, from the Dockerfile's ENTRYPOINT: the V8 flags users get.
- * REGCRED_BENCH_NODE_FLAGS="..." replaces them, to try others.
- */
-function imageNodeFlags(): string[] {
-  if (process.env.REGCRED_BENCH_NODE_FLAGS !== undefined)
-    return process.env.REGCRED_BENCH_NODE_FLAGS.split(/\s+/).filter(Boolean);
-  const line = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('ENTRYPOINT '));
-  const argv = JSON.parse(line!.slice('ENTRYPOINT '.length)) as string[];
-  return argv.slice(1, argv.indexOf('src/main.ts'));
-}
-
 /**
  * The floor's client: a ServiceAccount like regcred's, so that API Priority and Fairness treats
  * both alike (admin requests are exempt from it; ServiceAccounts' go through workload-low).
@@ -254,59 +238,15 @@ async function floorClient(plane: ControlPlane, admin: KubeClient): Promise<Kube
   return client;
 }
 
-interface Regcred {
-  child: ChildProcess;
-  log: string[];
-  health: string;
-  spawnedAt: number;
-}
-
-async function startRegcred(kubeconfig: string): Promise<Regcred> {
-  const spawnedAt = performance.now();
-  const child = spawn(
-    process.execPath,
-    [
-      ...imageNodeFlags(),
-      // REGCRED_BENCH_PROFILE=<dir>: a CPU profile of each regcred process, for chasing a missed figure.
-      ...(process.env.REGCRED_BENCH_PROFILE
-        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.REGCRED_BENCH_PROFILE}`]
-        : []),
-      join(ROOT, 'src', 'main.ts'),
-      '--leader-elect',
-      '--health-probe-bind-address=127.0.0.1:0',
-    ],
-    {
-      env: { PATH: process.env.PATH, KUBECONFIG: kubeconfig, POD_NAMESPACE: SOURCE_NS },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const log: string[] = [];
-  const collect = (c: Buffer) => log.push(...c.toString().split('\n').filter(Boolean));
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
-  const health = await poll('regcred to log its endpoints', () => {
-    const line = log.find((l) => l.includes('"message":"serving"'));
-    return line ? (JSON.parse(line).healthProbes as string) : undefined;
-  });
-  return { child, log, health, spawnedAt };
-}
-
-/** `eventually`, with the benchmark's patience: 10 minutes, checked every 50 ms (readiness is timed by it). */
-function poll<T>(
-  what: string,
-  probe: () => T | undefined | false | Promise<T | undefined | false>,
-): Promise<T> {
-  return eventually(what, probe, { timeoutMs: 600_000, intervalMs: 50 });
-}
-
-async function stopRegcred(r: Regcred): Promise<number> {
-  const t = performance.now();
-  r.child.kill('SIGTERM');
-  await new Promise((resolve) => r.child.once('exit', resolve));
-  return performance.now() - t;
-}
-
 // --- the run ----------------------------------------------------------------------------------------
+
+// F8 first, on a control plane of its own with the node; F1–F7 then run without a node.
+const PULL_N = Number(opts['pull-namespaces']);
+const pullResult: PullResult =
+  PULL_N > 0
+    ? await timeToFirstPull({ namespaces: PULL_N, ratePerSecond: Number(opts['pull-rate']), progress })
+    : { skipped: '--pull-namespaces=0' };
+if ('skipped' in pullResult) progress.note(`F8 skipped: ${pullResult.skipped}`);
 
 const plane = await ControlPlane.start({ progress, controllerManagerQps: 200, auditUsers: AUDITED });
 const cleanupOnSignal = stopOnInterrupt(plane);
@@ -432,16 +372,8 @@ try {
   );
 
   // regcred.
-  regcred = await startRegcred(identity.path);
-  const readyAfter = await poll('regcred ready', async () =>
-    (await httpStatus(`http://${regcred!.health}/readyz`)) === 200
-      ? performance.now() - regcred!.spawnedAt
-      : undefined,
-  );
-  await poll(
-    'regcred leading',
-    () => regcred!.log.some((l) => l.includes('"message":"became leader"')) || undefined,
-  );
+  regcred = await startRegcred(identity.path, SOURCE_NS);
+  const readyAfter = await readyAndLeading(regcred);
   const rss: [number, number][] = [];
   const pid = regcred.child.pid!;
   const sampler = setInterval(() => {
@@ -529,16 +461,8 @@ try {
     const stopMs = await stopRegcred(regcred!);
     const before = await apiCounts(plane);
     const wall = Date.now();
-    regcred = await startRegcred(identity.path);
-    const ready = await poll('regcred ready again', async () =>
-      (await httpStatus(`http://${regcred!.health}/readyz`)) === 200
-        ? performance.now() - regcred!.spawnedAt
-        : undefined,
-    );
-    await poll(
-      'regcred leading again',
-      () => regcred!.log.some((l) => l.includes('"message":"became leader"')) || undefined,
-    );
+    regcred = await startRegcred(identity.path, SOURCE_NS);
+    const ready = await readyAndLeading(regcred!, ' again');
     await new Promise((r) => setTimeout(r, 20_000)); // long enough for every key to be reconciled once more
     const settledRss = rssMiB(regcred!.child.pid!);
     return {
@@ -661,6 +585,7 @@ try {
       target: '0 / ≤ 10 s',
       met: f7Writes === 0 && withUnrelated.readyMs <= 10_000,
     },
+    ...pullFigures(pullResult),
   ];
 
   const machine = {
@@ -681,6 +606,8 @@ try {
       churnRate: CHURN_RATE,
       churnNamespaces: CHURN_N,
       idleSeconds: IDLE_S,
+      pullNamespaces: PULL_N,
+      pullRate: Number(opts['pull-rate']),
     },
     machine,
     regcredNodeFlags: imageNodeFlags(),
@@ -714,6 +641,7 @@ try {
       },
       restart: { withUnrelated, withoutUnrelated },
       rss: thin(rss, 2000),
+      pull: pullResult,
     },
   };
   writeFileSync(join(dir, 'results.json'), `${JSON.stringify(json, null, 2)}\n`);

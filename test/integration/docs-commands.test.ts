@@ -65,6 +65,8 @@ const NOT_RUN: Record<string, string> = {
   'npm ci && npm test': 'this very test run (it would run itself)',
   'npm run bench': 'the benchmark: about 13 minutes on a fresh control plane of its own',
   'npm run bench -- --namespaces=3000': 'the benchmark at 3,000 namespaces, longer still',
+  'node hack/bench/pull.ts':
+    "the benchmark's F8: about 10 minutes on a control plane of its own with the node",
   'npm run image -- --push REGISTRY':
     "pushes to the user's registry; in-cluster.test.ts runs npm run image --push to the node's registry",
 };

@@ -24,7 +24,8 @@ import {
 import { ControlPlane } from '../../controlplane/index.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
 import { Checker } from '../support/checker.ts';
-import { killQuietly, type RegcredProcess, startRegcred } from '../support/processes.ts';
+import { startRegcred } from '../support/processes.ts';
+import { Supervised } from '../support/supervisor.ts';
 import { eventually } from '../support/wait.ts';
 
 const run = promisify(execFile);
@@ -60,33 +61,6 @@ function sourceData(password: string): Record<string, string> {
       JSON.stringify({ auths: { 'registry.example.com': { username: 'bot', password, auth } } }),
     ),
   };
-}
-
-/** Restarts the process `start` gives whenever it exits, as a Deployment's kubelet would. */
-class Supervised {
-  current: RegcredProcess;
-  restarts = 0;
-  private stopping = false;
-  private readonly start: () => RegcredProcess;
-  constructor(start: () => RegcredProcess) {
-    this.start = start;
-    this.current = this.watch(start());
-  }
-  private watch(p: RegcredProcess): RegcredProcess {
-    void p.exited.then(() => {
-      if (this.stopping || this.current !== p) return;
-      this.restarts++;
-      setTimeout(() => {
-        if (!this.stopping) this.current = this.watch(this.start());
-      }, 500);
-    });
-    return p;
-  }
-  /** Replaces the process now (after a SIGKILL the supervisor restarts it; this skips the delay). */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    await killQuietly(this.current);
-  }
 }
 
 describe('faults: regcred converges through a broken control plane', function () {

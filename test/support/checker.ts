@@ -305,6 +305,10 @@ export class Checker {
   readonly rounds = { ok: 0, failed: 0 };
   /** The problems of the latest snapshot. */
   current: Problem[] = [];
+  /** The longest a convergence problem persisted before it went away (outside faults too), ms. */
+  worstMs = 0;
+  /** That problem. */
+  worst: Problem | undefined;
   private readonly client: KubeClient;
   private readonly options: CheckerOptions;
   private readonly since = new Map<string, number>();
@@ -316,6 +320,7 @@ export class Checker {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private latestAt = 0;
+  private lastProblems = new Map<string, Problem>();
 
   constructor(client: KubeClient, options: CheckerOptions) {
     this.client = client;
@@ -410,7 +415,15 @@ export class Checker {
         this.options.onViolation?.(v);
       }
     }
-    for (const k of [...this.since.keys()]) if (!keys.has(k)) this.since.delete(k);
+    for (const [k, at] of [...this.since]) {
+      if (keys.has(k)) continue;
+      this.since.delete(k);
+      if (now - at > this.worstMs) {
+        this.worstMs = now - at;
+        this.worst = this.lastProblems.get(k);
+      }
+    }
+    this.lastProblems = new Map(problems.map((p) => [`${p.kind} ${p.object} ${p.credential ?? ''}`, p]));
     for (const k of [...this.reported]) if (!keys.has(k)) this.reported.delete(k);
     this.current = problems.filter((p) => p.kind !== 'lost-foreign-entry');
     this.latestAt = now;

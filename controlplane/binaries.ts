@@ -51,6 +51,8 @@ export interface Component {
   moduleDir?: string;
   tags?: readonly string[];
   kubernetesLdflags?: boolean;
+  /** `-X` flags of its own, for binaries outside Kubernetes (with `kubernetesLdflags: false`). */
+  ldflags?: string;
 }
 
 const COMPONENTS: readonly Component[] = [
@@ -66,6 +68,9 @@ const KUBELET_CREDS: Component = {
   pkg: './cmd/kubelet-creds',
   source: 'cmd/kubelet-creds',
 };
+
+/** Helm, from a module of its own (its Kubernetes libraries are not the control plane's). */
+export const HELM_MODULE_DIR = join(dirname(GO_MODULE_DIR), 'helm');
 
 /** The Kubernetes version pinned by the `k8s.io/kubernetes` require line of `k8s/go.mod`. */
 export async function kubernetesVersion(goModDir = GO_MODULE_DIR): Promise<string> {
@@ -163,6 +168,24 @@ export async function resolveBinaries(options: ResolveOptions): Promise<Binaries
 /** The path of kubelet-creds, built into the cache on first use (`KUBEBUILDER_ASSETS` has no say). */
 export async function resolveKubeletCreds(options: ResolveOptions): Promise<string> {
   return join(await ensureBuilt([KUBELET_CREDS], options), KUBELET_CREDS.name);
+}
+
+/**
+ * The path of helm, built into the cache on first use. Its version is the helm.sh/helm/v4 require
+ * line of `helm/go.mod` (its one pinned place), which `helm version` then reports.
+ */
+export async function resolveHelm(options: ResolveOptions): Promise<string> {
+  const goMod = await readFile(join(HELM_MODULE_DIR, 'go.mod'), 'utf8');
+  const version = /^\s*(?:require\s+)?helm\.sh\/helm\/v4\s+(v\S+)/m.exec(goMod)?.[1];
+  if (!version) throw new ControlPlaneError(`no helm.sh/helm/v4 version found in ${HELM_MODULE_DIR}/go.mod`);
+  const helm: Component = {
+    name: 'helm',
+    pkg: 'helm.sh/helm/v4/cmd/helm',
+    moduleDir: HELM_MODULE_DIR,
+    kubernetesLdflags: false,
+    ldflags: `-X helm.sh/helm/v4/internal/version.version=${version}`,
+  };
+  return join(await ensureBuilt([helm], options), helm.name);
 }
 
 /** Builds those of `components` whose cached binary is missing or stale; returns the bin folder. */
@@ -303,7 +326,7 @@ async function build({
       const flags = [
         '-trimpath',
         '-ldflags',
-        c.kubernetesLdflags === false ? '-s -w' : versionLdflags(version),
+        c.kubernetesLdflags === false ? `-s -w ${c.ldflags ?? ''}`.trim() : versionLdflags(version),
         ...(c.tags?.length ? ['-tags', c.tags.join(',')] : []),
       ];
       const cwd = c.moduleDir ?? goModDir;

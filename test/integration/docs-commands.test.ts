@@ -69,6 +69,11 @@ const NOT_RUN: Record<string, string> = {
     "the benchmark's F8: about 10 minutes on a control plane of its own with the node",
   'npm run image -- --push REGISTRY':
     "pushes to the user's registry; in-cluster.test.ts runs npm run image --push to the node's registry",
+  'helm install regcred charts/regcred --namespace regcred-system --create-namespace':
+    'in-cluster.test.ts runs the Helm section on the real node (a chart beside the suite-wide install would clash)',
+  'helm upgrade regcred charts/regcred --namespace regcred-system --reuse-values --set image.tag=0.1.1':
+    'in-cluster.test.ts runs it on the real node, with a tag it pushed',
+  'helm uninstall regcred --namespace regcred-system --wait': 'in-cluster.test.ts runs it on the real node',
 };
 
 /** The README's placeholders; each stands for the name of an existing RegistryCredential. */

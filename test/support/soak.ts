@@ -7,10 +7,11 @@
  * The schedule, one step at a time with short random gaps: namespace churn (create, delete),
  * ServiceAccount churn (selected by label), label flips, source rotations, spec edits (which
  * ServiceAccounts), a second RegistryCredential created and deleted, tenant tampering (a copy
- * deleted or overwritten, regcred's entry removed), and every so often a fault (kube-apiserver or
+ * deleted or overwritten, regcred's entry removed), and every 20 to 40 steps a fault (kube-apiserver or
  * etcd restarted, every connection cut, the API server unreachable, 429 throttling, the operator
  * SIGKILLed; in runs of 10 minutes or more also every connection silenced past the watchdog).
- * The same seed gives the same schedule (the world's timing still varies).
+ * The same seed gives the same sequence of steps (how many fit in the minutes, and which object a
+ * tampering step finds to tamper with, depend on the world's timing).
  */
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -367,16 +368,18 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
     ];
     const weights = steps.reduce((n, [, w]) => n + w, 0);
     const deadline = Date.now() + minutes * 60_000;
-    let nextFault = Date.now() + between(15_000, 30_000);
+    // Faults come after a drawn number of steps, not at drawn times: the same seed gives the same
+    // sequence of steps, however long each takes.
+    let stepsToFault = between(15, 30);
     while (Date.now() < deadline) {
-      if (Date.now() >= nextFault) {
+      if (--stepsToFault <= 0) {
         const [name, fault] = pick(faultSteps);
         count(faults, name);
         log(`fault ${name}`);
         checker.faultBegan();
         await fault();
         checker.faultEnded();
-        nextFault = Date.now() + between(20_000, 40_000);
+        stepsToFault = between(20, 40);
       } else {
         const step = weighted(steps, random() * weights);
         count(actions, step[0]);

@@ -132,31 +132,36 @@ function reviewer(client: KubeClient, logger: Logger) {
     if (hit && hit.until > Date.now()) return hit.verdict;
     let verdict: 200 | 401 | 403;
     try {
-      const review = await client.create<{
+      // Reviews change nothing in the cluster: they pass the leader's write fence, so that a
+      // follower (whose fence is always closed) answers its scrapes too.
+      const review = await client.request<{
         status?: {
           authenticated?: boolean;
           user?: { username?: string; uid?: string; groups?: string[]; extra?: unknown };
         };
-      }>('/apis/authentication.k8s.io/v1/tokenreviews', {
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenReview',
-        spec: { token },
+      }>('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
+        unfenced: true,
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } },
       });
       const user = review.status?.user;
       if (!review.status?.authenticated || !user) {
         verdict = 401;
       } else {
-        const access = await client.create<{ status?: { allowed?: boolean } }>(
+        const access = await client.request<{ status?: { allowed?: boolean } }>(
+          'POST',
           '/apis/authorization.k8s.io/v1/subjectaccessreviews',
           {
-            apiVersion: 'authorization.k8s.io/v1',
-            kind: 'SubjectAccessReview',
-            spec: {
-              user: user.username,
-              uid: user.uid,
-              groups: user.groups,
-              extra: user.extra,
-              nonResourceAttributes: { path: '/metrics', verb: 'get' },
+            unfenced: true,
+            body: {
+              apiVersion: 'authorization.k8s.io/v1',
+              kind: 'SubjectAccessReview',
+              spec: {
+                user: user.username,
+                uid: user.uid,
+                groups: user.groups,
+                extra: user.extra,
+                nonResourceAttributes: { path: '/metrics', verb: 'get' },
+              },
             },
           },
         );

@@ -2,7 +2,8 @@
  * The Helm chart (charts/regcred) against config/, its one source: with default values it renders
  * the objects `kubectl kustomize config/default` does, and its values schema refuses what would not
  * work. That the chart installs, upgrades and uninstalls a running operator on the real node is
- * in-cluster.test.ts.
+ * in-cluster.test.ts. (This file's name sorts after that one's: there, helm's first build runs
+ * while the kustomize install is tested; here it is then only looked up.)
  */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';

@@ -37,9 +37,14 @@ function installedPackages(dir: string, base = dir): Map<string, string> {
 
 /** What `npm ls --omit=dev` says production needs, as `node_modules/...` path → `name@version`. */
 async function productionTree(): Promise<Map<string, string>> {
+  // npm ls exits 1 on problems of the checkout's tree (say, an extraneous package); it still lists
+  // the tree, and any difference from the image shows in the comparison.
   const { stdout } = await run('npm', ['ls', '--omit=dev', '--all', '--parseable', '--long'], {
     cwd: ROOT,
     maxBuffer: 16 * 1024 * 1024,
+  }).catch((err: { stdout?: string }) => {
+    if (!err.stdout) throw err;
+    return { stdout: err.stdout };
   });
   const tree = new Map<string, string>();
   for (const line of stdout.split('\n').filter(Boolean)) {

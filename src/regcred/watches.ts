@@ -64,7 +64,10 @@ export function credentialKeys(e: StoreEvent<RegistryCredential>): Enqueue<Key>[
   return [{ key: credentialKey(name) }];
 }
 
-/** Credentials that select the namespace (or see it terminating), or hold a copy there. */
+/**
+ * Credentials that select the namespace (or see it terminating), selected it before this change
+ * (what was recorded for it, a conflict say, must leave status), or hold a copy there.
+ */
 export function namespaceKeys(view: View, e: StoreEvent<Namespace>): Enqueue<Key>[] {
   const ns = e.object;
   const copiesHere = view.caches.copies.byIndex('namespace', ns.metadata.name);
@@ -72,8 +75,10 @@ export function namespaceKeys(view: View, e: StoreEvent<Namespace>): Enqueue<Key
   for (const rc of view.caches.credentials.list()) {
     const name = rc.metadata.name;
     const selection = view.selectionOf(rc);
+    const selects = (n: Namespace) => selection.ok && selection.selection.namespace(n) !== 'notSelected';
     const concerned =
-      (selection.ok && selection.selection.namespace(ns) !== 'notSelected') ||
+      selects(ns) ||
+      (e.type === 'updated' && selects(e.old)) ||
       copiesHere.some((c) => c.metadata.labels?.[CREDENTIAL_LABEL] === name);
     if (concerned) out.push({ key: namespaceKey(name, ns.metadata.name) }, later(name));
   }

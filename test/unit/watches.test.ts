@@ -110,6 +110,17 @@ describe('watched events map to keys', () => {
     ]);
   });
 
+  it('a namespace that stops being selected runs the pair, so that what was recorded for it leaves status', () => {
+    const v = view(credential('labelled', { namespaces: { selector: { matchLabels: { tenant: 'x' } } } }));
+    // A conflict there left no copy to map it by: only the old labels tell.
+    expect(
+      encoded(
+        namespaceKeys(v, { type: 'updated', object: namespace('c'), old: namespace('c', { tenant: 'x' }) }),
+      ),
+    ).to.deep.equal(['namespace:labelled/c', 'status:labelled after 1000ms']);
+    expect(encoded(namespaceKeys(v, { type: 'added', object: namespace('c') }))).to.deep.equal([]);
+  });
+
   it('a ServiceAccount runs the credentials selecting its namespace, or that recorded an entry on it before or after', () => {
     const v = view(credential('named'), credential('gone', { namespaces: { names: ['z'] } }));
     const sa = (added?: Record<string, string>): ServiceAccount => ({

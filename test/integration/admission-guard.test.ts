@@ -23,6 +23,7 @@ import {
   CONFIG,
   dryRunPullSecrets,
   policyChecks,
+  rejection,
 } from '../support/admission.ts';
 import { killQuietly, type RegcredProcess, startRegcred } from '../support/processes.ts';
 import { eventually } from '../support/wait.ts';
@@ -54,16 +55,6 @@ async function absent(client: KubeClient, path: string): Promise<boolean> {
     () => false,
     (err) => err instanceof ApiError && err.code === 404,
   );
-}
-
-async function rejection(p: Promise<unknown>): Promise<ApiError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApiError) return err;
-    throw err;
-  }
-  throw new Error('expected the request to be refused');
 }
 
 describe('the copy guard (config/copy-guard) and the optional parts, on a control plane of its own', function () {

@@ -23,6 +23,7 @@ import {
   dryRunPullSecrets,
   expectedInjection,
   policyChecks,
+  rejection,
 } from '../support/admission.ts';
 import { cluster } from '../support/cluster.ts';
 import { eventually } from '../support/wait.ts';
@@ -58,16 +59,6 @@ function errorsBetween(before: Record<string, number>, after: Record<string, num
     (sum, t) => sum + (after[t] ?? 0) - (before[t] ?? 0),
     0,
   );
-}
-
-async function rejection(p: Promise<unknown>): Promise<ApiError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApiError) return err;
-    throw err;
-  }
-  throw new Error('expected the request to be refused');
 }
 
 describe('the Pod injection policy (config/admission)', function () {

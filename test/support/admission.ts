@@ -183,3 +183,14 @@ export function policyChecks(metricsText: string, policy = 'regcred-pull-secrets
   }
   return out;
 }
+
+/** The API error a request that must be refused was refused with (fails if it succeeded). */
+export async function rejection(p: Promise<unknown>): Promise<ApiError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof ApiError) return err;
+    throw err;
+  }
+  throw new Error('expected the request to be refused');
+}

@@ -3,10 +3,11 @@
  * code: the tools of `controlplane/gitops`, built into the control plane cache on first use
  * (controlplane/gitopstools.ts). Each call runs one process for a whole batch.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { type GitOpsTools, resolveGitOpsTools } from '../../controlplane/gitopstools.ts';
 import { streamProgress } from '../../controlplane/index.ts';
+import { pipeThrough } from './processes.ts';
 
 const run = promisify(execFile);
 
@@ -38,20 +39,7 @@ export interface ArgoAnswer {
 
 /** Runs `path args`, feeding `lines` one per line, and returns its stdout lines (one per input). */
 async function batch(path: string, args: string[], lines: string[]): Promise<string[]> {
-  const stdout = await new Promise<string>((resolve, reject) => {
-    const child = spawn(path, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    child.stdin.on('error', () => {}); // an early exit is reported by 'close' below
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
-      else reject(new Error(`${path} exited with ${signal ?? code}: ${Buffer.concat(err).toString()}`));
-    });
-    child.stdin.end(lines.map((l) => `${l}\n`).join(''));
-  });
+  const stdout = await pipeThrough(path, args, lines.map((l) => `${l}\n`).join(''));
   const answers = stdout.split('\n').filter((l) => l !== '');
   if (answers.length !== lines.length)
     throw new Error(`${path} answered ${answers.length} lines for ${lines.length} inputs`);

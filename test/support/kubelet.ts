@@ -2,8 +2,8 @@
  * How kubelet reads pull Secrets, from kubelet's own code: `controlplane/k8s/cmd/kubelet-creds`,
  * built into the control plane cache on first use. Tests compare regcred's reading with it.
  */
-import { spawn } from 'node:child_process';
 import { resolveKubeletCreds, streamProgress } from '../../controlplane/index.ts';
+import { pipeThrough } from './processes.ts';
 
 /** A Secret as the API carries it: `data` values in base64. */
 export interface SecretInput {
@@ -40,20 +40,11 @@ export function kubeletCredsBinary(): Promise<string> {
 /** kubelet's reading of each input, in input order; one process for the whole batch. */
 export async function kubeletReads(inputs: SecretInput[]): Promise<KubeletReading[]> {
   const path = await kubeletCredsBinary();
-  const stdout = await new Promise<string>((resolve, reject) => {
-    const child = spawn(path, [], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    child.stdin.on('error', () => {}); // an early exit is reported by 'close' below
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
-      else reject(new Error(`${path} exited with ${signal ?? code}: ${Buffer.concat(err).toString()}`));
-    });
-    child.stdin.end(inputs.map((i) => `${JSON.stringify({ type: i.type, data: i.data })}\n`).join(''));
-  });
+  const stdout = await pipeThrough(
+    path,
+    [],
+    inputs.map((i) => `${JSON.stringify({ type: i.type, data: i.data })}\n`).join(''),
+  );
   const lines = stdout.split('\n').filter((l) => l !== '');
   if (lines.length !== inputs.length) {
     throw new Error(`kubelet-creds answered ${lines.length} lines for ${inputs.length} inputs`);

@@ -87,3 +87,21 @@ export async function killQuietly(p: RegcredProcess | undefined): Promise<void> 
     await p.exited;
   }
 }
+
+/** Runs `path` with `input` on stdin; its stdout, or an error naming its exit and stderr. */
+export function pipeThrough(path: string, args: string[], input: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const child = spawn(path, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.stdin.on('error', () => {}); // an early exit is reported by 'close' below
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
+      else reject(new Error(`${path} exited with ${signal ?? code}: ${Buffer.concat(err).toString()}`));
+    });
+    child.stdin.end(input);
+  });
+}

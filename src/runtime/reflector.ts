@@ -7,10 +7,12 @@
  *   resourceVersion (bookmarks keep it current, so resuming rarely needs a relist); a 410 Gone
  *   relists and emits the differences as events, so nothing is lost.
  * - Any other error (network, 5xx, 403 while RBAC is being fixed) is retried with exponential
- *   backoff and counted in `restarts`; the reflector never stops on its own (client-node's informer
- *   does, #364 #596 #958). A watch that brings no byte for `SILENCE_LIMIT_SECONDS` (kube-apiserver
- *   sends a bookmark on every watch each minute) is aborted and resumed: a connection that went
- *   silent without closing is noticed within that, not only at the watch's own timeout (the watchdog).
+ *   backoff and counted in `restarts`; the backoff starts over after a successful list or a watch
+ *   that brought an event or a bookmark, so each fault is retried from the shortest delay. The
+ *   reflector never stops on its own (client-node's informer does, #364 #596 #958). A watch that
+ *   brings no byte for `SILENCE_LIMIT_SECONDS` (kube-apiserver sends a bookmark on every watch
+ *   each minute) is aborted and resumed: a connection that went silent without closing is noticed
+ *   within that, not only at the watch's own timeout (the watchdog).
  * - Handlers of `events$` run synchronously and must not throw (rxjs would rethrow asynchronously
  *   and end the process): the operator wraps every handler.
  * - A watched version that the store already holds through a write-through, or an older one,
@@ -77,6 +79,8 @@ export class Reflector<T extends Meta> {
   private markSynced!: () => void;
   private readonly options: ReflectorOptions<T>;
   private resourceVersion = '';
+  /** Whether the current watch has brought an event or a bookmark. */
+  private heard = false;
 
   constructor(options: ReflectorOptions<T>) {
     this.options = options;
@@ -93,10 +97,12 @@ export class Reflector<T extends Meta> {
     let failures = 0;
     let needList = true;
     while (!signal.aborted) {
+      this.heard = false;
       try {
         if (needList) {
           await this.list(signal);
           needList = false;
+          failures = 0;
         }
         const gone = await this.watch(signal);
         if (gone) {
@@ -111,7 +117,9 @@ export class Reflector<T extends Meta> {
           needList = true;
           continue;
         }
-        failures++;
+        // A watch that brought something was healthy: its end starts a new run of failures, so
+        // faults hours apart (or seconds apart, each recovered from) never add up to the cap.
+        failures = this.heard ? 1 : failures + 1;
         this.restarts++;
         this.options.onRestart?.();
         const delay = backoffDelay(failures, backoff);
@@ -178,6 +186,7 @@ export class Reflector<T extends Meta> {
         path,
         { labelSelector, resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
         (type, raw) => {
+          if (type !== 'ERROR') this.heard = true;
           if (type === 'ERROR') {
             const status = raw as { code?: number; message?: string };
             if (status.code === 410) gone = true;

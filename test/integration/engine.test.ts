@@ -7,11 +7,18 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
 import { expect } from 'chai';
+import winston from 'winston';
+import { FaultProxy, kubeconfigVia } from '../../controlplane/faults.ts';
 import { ControlPlane } from '../../controlplane/index.ts';
+import { DEFAULT_BACKOFF } from '../../src/runtime/backoff.ts';
 import { classify } from '../../src/runtime/errors.ts';
-import { ApiError } from '../../src/runtime/kube.ts';
+import { ApiError, KubeClient } from '../../src/runtime/kube.ts';
+import { Reflector } from '../../src/runtime/reflector.ts';
+import { type Meta, Store } from '../../src/runtime/store.ts';
 import { cluster } from '../support/cluster.ts';
 import { eventually } from '../support/wait.ts';
 import {
@@ -425,5 +432,72 @@ describe('the engine', function () {
     expect(op.requests.slice(idleRequests).filter((r) => !r.startsWith('WATCH '))).to.deep.equal([]);
     expect((await getCredential(t)).status?.namespaces?.synced).to.equal(namespaces);
     await deleteCredential(t);
+  });
+});
+
+describe('a reflector through faults one after another', function () {
+  this.timeout(120_000);
+
+  it('retries each cut of a watch that was working from the shortest delay, not from where the last fault left off', async () => {
+    const t = unique('cuts');
+    const proxy = await FaultProxy.start({ host: '127.0.0.1', port: cluster().ports.apiserver });
+    const config = new KubeConfig();
+    config.loadFromFile(
+      await kubeconfigVia(cluster().admin.path, proxy.url, join(cluster().dir, `${t}.kubeconfig`)),
+    );
+    const client = new KubeClient(config);
+    const retries: number[] = [];
+    const logger = winston.createLogger({
+      transports: [
+        new winston.transports.Stream({
+          stream: new Writable({
+            objectMode: true,
+            write(info: { message: string; retryInMs?: number }, _encoding, done) {
+              if (info.message === 'list/watch failed; retrying') retries.push(info.retryInMs!);
+              done();
+            },
+          }),
+        }),
+      ],
+    });
+    const store = new Store<Meta>();
+    const reflector = new Reflector<Meta>({
+      name: 'namespaces',
+      client,
+      path: '/api/v1/namespaces',
+      labelSelector: `cuts=${t}`,
+      store,
+      transform: (raw) => raw as Meta,
+      logger,
+    });
+    const stop = new AbortController();
+    const running = reflector.run(stop.signal);
+    try {
+      await reflector.synced;
+      // Ten faults, each recovered from: the watch is back and brings the next namespace's event.
+      // Had the failures added up, the tenth retry would wait 100 ms × 2⁹, capped at 30 s.
+      const CUTS = 10;
+      for (let i = 0; i < CUTS; i++) {
+        const before = reflector.restarts;
+        proxy.cutAll();
+        await eventually('the reflector noticed the cut', () => reflector.restarts > before);
+        await createNamespace(`${t}-${i}`, { cuts: t });
+        await eventually(`the watch brought namespace ${t}-${i}`, () => store.get(`${t}-${i}`) !== undefined);
+      }
+      expect(retries, 'one retry per cut').to.have.length(CUTS);
+      for (const ms of retries)
+        expect(ms, 'each retry waits the first delay').to.be.at.most(DEFAULT_BACKOFF.baseMs);
+    } finally {
+      stop.abort();
+      await running;
+      await proxy.close();
+      await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          admin()
+            .delete(`/api/v1/namespaces/${t}-${i}`)
+            .catch(() => undefined),
+        ),
+      );
+    }
   });
 });

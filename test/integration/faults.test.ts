@@ -11,7 +11,7 @@
  * sees a converged world (at most 60 s), with no violation at any time.
  */
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
@@ -196,14 +196,28 @@ describe('faults: regcred converges through a broken control plane', function ()
     );
   });
 
+  let failed = false;
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') failed = true;
+  });
+
   after(async function () {
     this.timeout(120_000);
     await checker?.stop();
     await Promise.all(operators.map((o) => o.stop()));
     await proxy?.close();
-    const failed = this.currentTest?.state === 'failed';
     const kept = await plane?.stop({ keepLogs: failed });
-    if (kept) process.stderr.write(`[faults] logs kept in ${kept}\n`);
+    if (kept) {
+      // regcred's own lines, every process of every supervised operator, beside the components'.
+      for (const [i, o] of operators.entries())
+        await writeFile(
+          join(kept, `regcred-${i}.log`),
+          o.generations
+            .map((g) => g.lines.map((l) => `${JSON.stringify(l)}\n`).join(''))
+            .join('--- restarted\n'),
+        );
+      process.stderr.write(`[faults] logs kept in ${kept}\n`);
+    }
     if (recoveries.length)
       process.stdout.write(
         `      recoveries: ${recoveries.map(([s, ms]) => `${s} ${(ms / 1000).toFixed(1)} s`).join('; ')}\n`,
@@ -240,9 +254,9 @@ describe('faults: regcred converges through a broken control plane', function ()
   it('watches held silent past the watchdog, mid-rotation: regcred notices by itself', async () => {
     const sup = operators[0]!;
     const watchdog = () =>
-      sup.current.lines.find(
-        (l) => l.message === 'list/watch failed; retrying' && /no data for/.test(String(l.error)),
-      );
+      sup.generations
+        .flatMap((g) => g.lines)
+        .find((l) => l.message === 'list/watch failed; retrying' && /no data for/.test(String(l.error)));
     expect(watchdog(), 'no watchdog fired before').to.equal(undefined);
     checker.faultBegan();
     // Every open connection (each watch, each pooled request connection) swallows every byte from

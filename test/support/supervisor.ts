@@ -3,6 +3,8 @@ import { killQuietly, type RegcredProcess } from './processes.ts';
 
 export class Supervised {
   current: RegcredProcess;
+  /** Every process started so far, the current one last. */
+  readonly generations: RegcredProcess[] = [];
   restarts = 0;
   private stopping = false;
   private readonly start: () => RegcredProcess;
@@ -14,6 +16,7 @@ export class Supervised {
   }
 
   private watch(p: RegcredProcess): RegcredProcess {
+    this.generations.push(p);
     void p.exited.then(() => {
       if (this.stopping || this.current !== p) return;
       this.restarts++;

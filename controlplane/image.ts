@@ -33,6 +33,7 @@ import { dirname, join } from 'node:path';
 import { acquireLock, cacheRoot } from './binaries.ts';
 import { ControlPlaneError } from './errors.ts';
 import { unpackDebianPackages } from './nodebinaries.ts';
+import { output } from './process.ts';
 import { formatDuration, type Progress } from './progress.ts';
 
 /**
@@ -133,8 +134,8 @@ export class Buildah {
     const release = await acquireLock(join(dir, 'debian.lock'), progress);
     try {
       const patchelf = join(root, 'usr', 'bin', 'patchelf');
-      const rpath = (await exec(patchelf, ['--print-rpath', buildah.binary])).trim();
-      if (rpath !== buildah.libDir) await exec(patchelf, ['--set-rpath', buildah.libDir, buildah.binary]);
+      const rpath = (await output(patchelf, ['--print-rpath', buildah.binary])).trim();
+      if (rpath !== buildah.libDir) await output(patchelf, ['--set-rpath', buildah.libDir, buildah.binary]);
     } finally {
       await release();
     }
@@ -357,7 +358,7 @@ export class Buildah {
    * copies `node_modules` alone). Elsewhere nothing is mounted.
    */
   private async hostCaMounts(): Promise<string[]> {
-    const configured = (await exec('npm', ['config', 'get', 'cafile']).catch(() => '')).trim();
+    const configured = (await output('npm', ['config', 'get', 'cafile']).catch(() => '')).trim();
     const cafile = configured && configured !== 'null' ? configured : process.env.NODE_EXTRA_CA_CERTS;
     if (!cafile || !(await exists(cafile))) return [];
     const npmrc = join(this.dir, 'config', 'build-npmrc');
@@ -388,10 +389,10 @@ export class Buildah {
     const rootfs = join(this.dir, 'base-rootfs');
     await rm(rootfs, { recursive: true, force: true });
     await mkdir(rootfs, { recursive: true });
-    await exec('cp', ['-a', `${debianRoot}/.`, rootfs]);
+    await output('cp', ['-a', `${debianRoot}/.`, rootfs]);
     await assembleBase(rootfs, node.path, await npmPackage(join(this.dir, 'npm'), progress));
     const layer = join(this.dir, 'tmp', 'base.tar');
-    await exec('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', rootfs, '-cf', layer, '.']);
+    await output('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', rootfs, '-cf', layer, '.']);
 
     const container = (
       await this.run('from scratch', ['from', '--signature-policy', this.policy, 'scratch'])
@@ -446,7 +447,7 @@ async function npmPackage(dir: string, progress: Progress): Promise<string> {
   if (await exists(tgz)) return tgz;
   await mkdir(dir, { recursive: true });
   progress.status(`fetching npm ${BASE_NPM_VERSION} from the npm registry`);
-  await exec('npm', ['pack', `npm@${BASE_NPM_VERSION}`, '--pack-destination', dir, '--silent']);
+  await output('npm', ['pack', `npm@${BASE_NPM_VERSION}`, '--pack-destination', dir, '--silent']);
   await access(tgz);
   return tgz;
 }
@@ -468,7 +469,7 @@ async function assembleBase(rootfs: string, node: string, npmTgz: string): Promi
   await mkdir(at('home', 'node'), { recursive: true });
   await copyFile(node, at('usr', 'local', 'bin', 'node'));
   await chmod(at('usr', 'local', 'bin', 'node'), 0o755);
-  await exec('tar', [
+  await output('tar', [
     '-xzf',
     npmTgz,
     '-C',
@@ -506,26 +507,4 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-function exec(command: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c;
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      err += c;
-    });
-    child.on('error', (e) => reject(new ControlPlaneError(`${command} could not run: ${e.message}`)));
-    child.on('close', (code) =>
-      code === 0
-        ? resolve(out)
-        : reject(
-            new ControlPlaneError(`${command} ${args.join(' ')} failed: ${err.trim().split('\n').pop()}`),
-          ),
-    );
-  });
 }

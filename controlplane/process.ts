@@ -13,6 +13,27 @@ import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { appendFile, readFile } from 'node:fs/promises';
 import { ControlPlaneError } from './errors.ts';
 
+/**
+ * Runs `command` to its end and resolves what it wrote on stdout; `input`, if given, is its stdin.
+ * Rejects with a ControlPlaneError naming the command and the last line of its stderr.
+ */
+export function output(command: string, args: string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (c: Buffer) => out.push(c));
+    child.stderr!.on('data', (c: Buffer) => err.push(c));
+    child.on('error', (e) => reject(new ControlPlaneError(`${command} could not run: ${e.message}`)));
+    child.on('close', (code) => {
+      if (code === 0) return resolve(Buffer.concat(out).toString());
+      const last = Buffer.concat(err).toString().trim().split('\n').pop();
+      reject(new ControlPlaneError(`${command} ${args.join(' ')} failed: ${last}`));
+    });
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
+
 /** True while `pid` runs; a zombie (exited, not yet reaped by a parent or init) counts as gone. */
 export function isProcessAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false; // 0 and negatives address process groups

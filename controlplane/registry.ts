@@ -17,15 +17,14 @@
  *   event (with the authenticated user as `actor.name`) for every manifest it serves, to a listener
  *   on 127.0.0.1 that appends each as one JSON line to `pulls.log`.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { appendFile, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ControlPlaneError } from './errors.ts';
 import type { NodeBinaries } from './nodebinaries.ts';
-import { Component } from './process.ts';
+import { Component, output } from './process.ts';
 
 const run = promisify(execFile);
 
@@ -237,7 +236,7 @@ export class Registry {
 
   private async writePasswords(): Promise<void> {
     const lines: string[] = [];
-    for (const [u, p] of this.users) lines.push((await this.hash(u, p)).trim());
+    for (const [u, p] of this.users) lines.push((await output(this.binaries.htpasswd, [u], p)).trim());
     await writeFile(this.htpasswdPath, `${lines.join('\n')}\n`, { mode: 0o600 });
     if (this.pids.length > 0) {
       for (const c of this.components) await c.stop();
@@ -254,25 +253,6 @@ export class Registry {
   dockerConfigJson(user: string, password: string): string {
     const auth = Buffer.from(`${user}:${password}`).toString('base64');
     return JSON.stringify({ auths: { [this.host]: { username: user, password, auth } } });
-  }
-
-  private async hash(user: string, password: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(this.binaries.htpasswd, [user], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (c: Buffer) => {
-        out += c;
-      });
-      child.stderr.on('data', (c: Buffer) => {
-        err += c;
-      });
-      child.on('error', reject);
-      child.on('close', (code) =>
-        code === 0 ? resolve(out) : reject(new ControlPlaneError(`htpasswd failed: ${err.trim()}`)),
-      );
-      child.stdin.end(password);
-    });
   }
 
   /** The HTTP status of an anonymous GET, for readiness. */

@@ -24,9 +24,11 @@ import {
 import { ControlPlane } from '../../controlplane/index.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
 import { Checker } from '../support/checker.ts';
+import { sourceData } from '../support/credential-cases.ts';
 import { startRegcred } from '../support/processes.ts';
 import { Supervised } from '../support/supervisor.ts';
 import { eventually } from '../support/wait.ts';
+import { CONFIG_DEFAULT } from '../support/world.ts';
 
 const run = promisify(execFile);
 const WRITE_VERBS = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
@@ -49,19 +51,8 @@ const NAME = 'faults';
 const SOURCE = { namespace: 'regcred-system', name: 'faults-pull' };
 const SA = { namespace: 'regcred-system', name: 'regcred' };
 const RC = `/apis/regcred.dev/v1alpha1/registrycredentials/${NAME}`;
-const CONFIG_DEFAULT = join(import.meta.dirname, '..', '..', 'config', 'default');
 /** The issue's bound: converged at most this long after the fault ends. */
 const RECOVERY_BOUND_MS = 60_000;
-
-const b64 = (s: string) => Buffer.from(s).toString('base64');
-function sourceData(password: string): Record<string, string> {
-  const auth = b64(`bot:${password}`);
-  return {
-    '.dockerconfigjson': b64(
-      JSON.stringify({ auths: { 'registry.example.com': { username: 'bot', password, auth } } }),
-    ),
-  };
-}
 
 describe('faults: regcred converges through a broken control plane', function () {
   this.timeout(20 * 60_000);

@@ -9,6 +9,17 @@ import { DOCKER_CFG, DOCKER_CONFIG_JSON, type SourceSecretData } from '../../src
 export const b64 = (content: string | Uint8Array): string => Buffer.from(content).toString('base64');
 export const unpadded = (base64: string): string => base64.replace(/=+$/, '');
 
+/** A `.dockerconfigjson` document with one registry entry, as `docker login` writes it. */
+export function dockerConfig(registry: string, user: string, password: string): string {
+  const auth = b64(`${user}:${password}`);
+  return JSON.stringify({ auths: { [registry]: { username: user, password, auth } } });
+}
+
+/** A source Secret's `data` for the user `bot` at registry.example.com with this password. */
+export function sourceData(password: string): Record<string, string> {
+  return { '.dockerconfigjson': b64(dockerConfig('registry.example.com', 'bot', password)) };
+}
+
 export function dockerconfigjson(content: string | object | Uint8Array): SourceSecretData {
   const text =
     typeof content === 'string' || content instanceof Uint8Array ? content : JSON.stringify(content);

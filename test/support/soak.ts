@@ -21,12 +21,13 @@ import { FaultProxy, kubeconfigVia, throttleServiceAccount } from '../../control
 import { ControlPlane } from '../../controlplane/index.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
 import { Checker, type Problem, type Violation } from './checker.ts';
+import { sourceData } from './credential-cases.ts';
 import { startRegcred } from './processes.ts';
 import { Supervised } from './supervisor.ts';
 import { eventually } from './wait.ts';
+import { CONFIG_DEFAULT } from './world.ts';
 
 const run = promisify(execFile);
-const CONFIG_DEFAULT = join(import.meta.dirname, '..', '..', 'config', 'default');
 const SA = { namespace: 'regcred-system', name: 'regcred' };
 const SOURCE = { namespace: 'regcred-system', name: 'soak-pull' };
 const RCS = '/apis/regcred.dev/v1alpha1/registrycredentials';
@@ -66,16 +67,6 @@ export function prng(seed: number): () => number {
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const b64 = (s: string) => Buffer.from(s).toString('base64');
-function sourceData(password: string): Record<string, string> {
-  const auth = b64(`bot:${password}`);
-  return {
-    '.dockerconfigjson': b64(
-      JSON.stringify({ auths: { 'registry.example.com': { username: 'bot', password, auth } } }),
-    ),
   };
 }
 

@@ -16,6 +16,7 @@ import { Operator, type OperatorOptions } from '../../src/operator.ts';
 import { ApiError, KubeClient } from '../../src/runtime/kube.ts';
 import { apiserverRequestCounts } from './apiserver-metrics.ts';
 import { cluster } from './cluster.ts';
+import { b64, dockerConfig } from './credential-cases.ts';
 import { eventually } from './wait.ts';
 
 export { countDelta } from './apiserver-metrics.ts';
@@ -34,6 +35,8 @@ export function unique(prefix = 't'): string {
 export function admin(): KubeClient {
   return new KubeClient(cluster().admin.kubeConfig);
 }
+
+export { b64, dockerConfig };
 
 export const CONFIG_DEFAULT = join(import.meta.dirname, '..', '..', 'config', 'default');
 /** The ServiceAccount config/default creates for the operator. */
@@ -221,14 +224,6 @@ export async function createServiceAccount(
 }
 
 /** A dockerconfigjson document for one registry. */
-export function dockerConfig(registry: string, user: string, password: string): string {
-  const auth = Buffer.from(`${user}:${password}`).toString('base64');
-  return JSON.stringify({ auths: { [registry]: { username: user, password, auth } } });
-}
-
-export function b64(text: string): string {
-  return Buffer.from(text).toString('base64');
-}
 
 export async function createSource(
   name: string,

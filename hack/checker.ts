@@ -5,18 +5,25 @@
  * JSON line the moment it finds it, and `N violations` when it stops (after N minutes, or on
  * Ctrl-C); exits 1 on any. See test/support/checker.ts for the invariants.
  */
-import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../src/runtime/kube.ts';
 import { Checker } from '../test/support/checker.ts';
+import { flags } from './args.ts';
 
-const { values } = parseArgs({
-  options: {
+const values = flags(
+  {
     kubeconfig: { type: 'string' },
     'bound-seconds': { type: 'string', default: '60' },
     minutes: { type: 'string' },
   },
-});
+  `node hack/checker.ts [--kubeconfig=PATH] [--bound-seconds=60] [--minutes=N]
+  Checks regcred's invariants on a cluster through its API, printing each violation as a JSON
+  line when found and \`N violations\` when it stops (after N minutes, or on Ctrl-C); exits 1 on any.
+  kubeconfig     the cluster (default: $KUBECONFIG, then ~/.kube/config)
+  bound-seconds  how long a difference may last before it counts as a violation
+  minutes        stop after this long (default: at Ctrl-C)
+`,
+);
 const config = new KubeConfig();
 const path = values.kubeconfig ?? process.env.KUBECONFIG;
 if (path) config.loadFromFile(path);

@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { openSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { loadAll } from 'js-yaml';
 import {
   ControlPlane,
@@ -26,6 +26,7 @@ import {
 } from '../controlplane/index.ts';
 import { customResourceDefinition } from '../src/api/crd.ts';
 import { ApiError, KubeClient } from '../src/runtime/kube.ts';
+import { flags } from './args.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SAMPLES = join(ROOT, 'config', 'samples');
@@ -187,13 +188,7 @@ async function wantNode(noNode: boolean): Promise<boolean> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { 'no-node': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return;
-  }
+  const values = flags({ 'no-node': { type: 'boolean' } }, USAGE);
   const started = Date.now();
   let plane: ControlPlane | undefined;
   let operator: ChildProcess | undefined;

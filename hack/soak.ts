@@ -4,21 +4,29 @@
  * running throughout (test/support/soak.ts). Prints the seed first (to repeat a run), then what
  * ran, the worst convergence time, the operator's RSS, and `N violations` last; exits 1 on any.
  */
-import { parseArgs } from 'node:util';
 import { soak } from '../test/support/soak.ts';
+import { flags } from './args.ts';
 
-const { values } = parseArgs({
-  options: {
+const USAGE = `npm run soak -- [--minutes=60] [--seed=S] [--namespaces=100]
+  Randomized changes and faults against regcred on a control plane of its own, with the
+  invariant checker throughout; prints the seed first and \`N violations\` last, exits 1 on any.
+  minutes     how long the schedule runs
+  seed        repeats a run (default: a random one, printed)
+  namespaces  tenant namespaces at the start
+`;
+const values = flags(
+  {
     minutes: { type: 'string', default: '60' },
     seed: { type: 'string' },
     namespaces: { type: 'string', default: '100' },
   },
-});
+  USAGE,
+);
 const minutes = Number(values.minutes);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
 const namespaces = Number(values.namespaces);
 if (!(minutes > 0) || !Number.isInteger(seed) || !(namespaces > 0)) {
-  process.stderr.write('usage: npm run soak -- --minutes=N [--seed=S] [--namespaces=K]\n');
+  process.stderr.write(`--minutes and --namespaces need positive numbers, --seed an integer\n${USAGE}`);
   process.exit(2);
 }
 const stamp = () => new Date().toISOString().slice(11, 19);

@@ -21,7 +21,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { dump, loadAll } from 'js-yaml';
 import {
   ControlPlane,
@@ -35,6 +35,7 @@ import { silentLogger } from '../../src/runtime/logger.ts';
 import { Reflector } from '../../src/runtime/reflector.ts';
 import { Store } from '../../src/runtime/store.ts';
 import { awaitInjection, installAdmission } from '../../test/support/admission.ts';
+import { flags } from '../args.ts';
 import { parallel } from './floor.ts';
 import { percentile, poll, readyAndLeading, startRegcred, stopRegcred } from './regcred.ts';
 import type { Figure } from './report.ts';
@@ -308,23 +309,16 @@ export function pullFigures(r: PullResult): Figure[] {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    options: {
-      namespaces: { type: 'string', default: '100' },
-      rate: { type: 'string', default: '1' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(`node hack/bench/pull.ts [--namespaces=100] [--rate=1]
+  const values = flags(
+    { namespaces: { type: 'string', default: '100' }, rate: { type: 'string', default: '1' } },
+    `node hack/bench/pull.ts [--namespaces=100] [--rate=1]
   F8 alone: time to first pull on the local node; "floor" is the baseline where each namespace
   and its credential exist before its Deployment is created; F8c the same as F8 with the
   injection policy of config/admission installed
   namespaces  namespaces per phase (at least 50 for the README's figures)
   rate        Deployments created per second
-`);
-    process.exit(0);
-  }
+`,
+  );
   const result = await timeToFirstPull({
     namespaces: Number(values.namespaces),
     ratePerSecond: Number(values.rate),

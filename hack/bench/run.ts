@@ -15,7 +15,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import {
   ControlPlane,
   kubernetesVersion,
@@ -25,6 +25,7 @@ import {
 import { parseSourceSecret } from '../../src/regcred/credential.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
 import { apiserverRequestCounts, countDelta } from '../../test/support/apiserver-metrics.ts';
+import { flags } from '../args.ts';
 import { FLOOR_CONCURRENCY, floorFanOut, floorOwner, floorReactor, floorRotate, parallel } from './floor.ts';
 import { Observer } from './observer.ts';
 import { type PullResult, pullFigures, timeToFirstPull } from './pull.ts';
@@ -45,22 +46,7 @@ const progress = streamProgress(process.stderr, '[bench] ');
 const COPY = 'bench-pull';
 const SOURCE_NS = 'regcred-system';
 
-const { values: opts } = parseArgs({
-  options: {
-    namespaces: { type: 'string', default: '1000' },
-    'service-accounts': { type: 'string', default: '2' },
-    'unrelated-secrets': { type: 'string', default: '20000' },
-    churn: { type: 'string', default: '10' },
-    'churn-namespaces': { type: 'string', default: '100' },
-    idle: { type: 'string', default: '600' },
-    'pull-namespaces': { type: 'string', default: '100' },
-    'pull-rate': { type: 'string', default: '1' },
-    out: { type: 'string', default: join(ROOT, 'results') },
-    help: { type: 'boolean', short: 'h' },
-  },
-});
-if (opts.help) {
-  process.stdout.write(`npm run bench -- [--namespaces=1000] [--service-accounts=2] [--unrelated-secrets=20000]
+const USAGE = `npm run bench -- [--namespaces=1000] [--service-accounts=2] [--unrelated-secrets=20000]
                        [--churn=10] [--churn-namespaces=100] [--idle=600]
                        [--pull-namespaces=100] [--pull-rate=1] [--out=results]
   namespaces         tenant namespaces (the floor gets as many of its own)
@@ -71,9 +57,21 @@ if (opts.help) {
   pull-namespaces    namespaces per phase of F8 (time to first pull, on the local node, first);
                      0 leaves F8 out; F8 alone: node hack/bench/pull.ts
   pull-rate          Deployments created per second in F8
-`);
-  process.exit(0);
-}
+`;
+const opts = flags(
+  {
+    namespaces: { type: 'string', default: '1000' },
+    'service-accounts': { type: 'string', default: '2' },
+    'unrelated-secrets': { type: 'string', default: '20000' },
+    churn: { type: 'string', default: '10' },
+    'churn-namespaces': { type: 'string', default: '100' },
+    idle: { type: 'string', default: '600' },
+    'pull-namespaces': { type: 'string', default: '100' },
+    'pull-rate': { type: 'string', default: '1' },
+    out: { type: 'string', default: join(ROOT, 'results') },
+  },
+  USAGE,
+);
 const N = Number(opts.namespaces);
 const K = Number(opts['service-accounts']);
 const UNRELATED = Number(opts['unrelated-secrets']);

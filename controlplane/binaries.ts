@@ -41,13 +41,13 @@ export interface Binaries {
 
 /**
  * A binary built from a Go module: `./k8s` unless `moduleDir` names another one; `source` is the
- * folder of one of the module's own commands; `kubernetesLdflags: false` for binaries outside
+ * folder (or the folders) of one of the module's own commands; `kubernetesLdflags: false` for binaries outside
  * Kubernetes (their version comes from their module), `tags` are Go build tags.
  */
 export interface Component {
   name: string;
   pkg: string;
-  source?: string;
+  source?: string | readonly string[];
   moduleDir?: string;
   tags?: readonly string[];
   kubernetesLdflags?: boolean;
@@ -126,11 +126,11 @@ export function versionLdflags(version: string): string {
 }
 
 /** What a binary is built from: go.mod and go.sum, and the files of `source` for the module's own. */
-export async function fingerprint(goModDir: string, source?: string): Promise<string> {
+export async function fingerprint(goModDir: string, source?: string | readonly string[]): Promise<string> {
   const hash = createHash('sha256');
   for (const f of ['go.mod', 'go.sum']) hash.update(await readFile(join(goModDir, f)));
-  if (source) {
-    const root = join(goModDir, source);
+  for (const folder of [source ?? []].flat()) {
+    const root = join(goModDir, folder);
     const files = (await readdir(root, { recursive: true, withFileTypes: true }))
       .filter((e) => e.isFile())
       .map((e) => relative(root, join(e.parentPath, e.name)))

@@ -9,7 +9,8 @@
  * - `promql-selectors`: the series a PromQL expression reads, from Prometheus' parser.
  *
  * Versions are pinned by `gitops/go.mod`; the build follows the control plane's rules
- * (fingerprints of go.mod, go.sum and the commands' sources, progress, build lock).
+ * (fingerprints of go.mod, go.sum, the commands' sources and the `internal` package they share,
+ * progress, build lock).
  *
  * Errors: a failed build throws a `ControlPlaneError` naming the cause and the log to read.
  */
@@ -21,7 +22,7 @@ export const GITOPS_MODULE_DIR = join(dirname(GO_MODULE_DIR), 'gitops');
 const own = (name: string): Component => ({
   name,
   pkg: `./cmd/${name}`,
-  source: `cmd/${name}`,
+  source: [`cmd/${name}`, 'internal'],
   moduleDir: GITOPS_MODULE_DIR,
   kubernetesLdflags: false,
 });

@@ -216,6 +216,18 @@ describe('the binary cache', () => {
     await writeFile(join(module, 'cmd', 'kubelet-creds', 'internal', 'x.go'), 'package internal\n');
     expect(await fingerprint(module, 'cmd/kubelet-creds')).to.not.equal(before);
   });
+
+  it('fingerprints every folder a command is built from: one folder alone as before, a shared package too', async () => {
+    const { module } = await fakeGoModule();
+    const alone = await fingerprint(module, 'cmd/kubelet-creds');
+    expect(await fingerprint(module, ['cmd/kubelet-creds'])).to.equal(alone);
+    await mkdir(join(module, 'internal'));
+    await writeFile(join(module, 'internal', 'shared.go'), 'package internal\n');
+    const both = await fingerprint(module, ['cmd/kubelet-creds', 'internal']);
+    expect(both).to.not.equal(alone);
+    await writeFile(join(module, 'internal', 'shared.go'), 'package internal // changed\n');
+    expect(await fingerprint(module, ['cmd/kubelet-creds', 'internal'])).to.not.equal(both);
+  });
 });
 
 describe('the build lock', () => {

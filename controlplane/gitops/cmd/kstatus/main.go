@@ -11,12 +11,8 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
-	"fmt"
-	"os"
-
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"regcred.dev/controlplane/gitops/internal/jsonlines"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -40,25 +36,5 @@ func compute(line []byte) verdict {
 }
 
 func main() {
-	in := bufio.NewScanner(os.Stdin)
-	in.Buffer(make([]byte, 0, 1<<20), 64<<20)
-	out := bufio.NewWriter(os.Stdout)
-	enc := json.NewEncoder(out)
-	for in.Scan() {
-		if len(in.Bytes()) == 0 {
-			continue
-		}
-		if err := enc.Encode(compute(in.Bytes())); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-	if err := in.Err(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := out.Flush(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	jsonlines.Answer(64<<20, func(line []byte) any { return compute(line) })
 }

@@ -10,13 +10,11 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
-	"fmt"
-	"os"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	"regcred.dev/controlplane/gitops/internal/jsonlines"
 )
 
 type matcher struct {
@@ -54,36 +52,20 @@ func selectors(p parser.Parser, expr string) (any, error) {
 	return out, nil
 }
 
+// answer is one line's answer: the selectors, or {"error":…}.
+func answer(p parser.Parser, line []byte) any {
+	var expr string
+	if err := json.Unmarshal(line, &expr); err != nil {
+		return map[string]string{"error": "not a JSON string: " + err.Error()}
+	}
+	s, err := selectors(p, expr)
+	if err != nil {
+		return map[string]string{"error": err.Error()}
+	}
+	return s
+}
+
 func main() {
 	p := parser.NewParser(parser.Options{})
-	in := bufio.NewScanner(os.Stdin)
-	in.Buffer(make([]byte, 0, 1<<20), 16<<20)
-	out := bufio.NewWriter(os.Stdout)
-	enc := json.NewEncoder(out)
-	for in.Scan() {
-		if len(in.Bytes()) == 0 {
-			continue
-		}
-		var expr string
-		var result any
-		if err := json.Unmarshal(in.Bytes(), &expr); err != nil {
-			result = map[string]string{"error": "not a JSON string: " + err.Error()}
-		} else if s, err := selectors(p, expr); err != nil {
-			result = map[string]string{"error": err.Error()}
-		} else {
-			result = s
-		}
-		if err := enc.Encode(result); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-	if err := in.Err(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := out.Flush(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	jsonlines.Answer(16<<20, func(line []byte) any { return answer(p, line) })
 }

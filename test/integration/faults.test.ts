@@ -371,7 +371,7 @@ describe('faults: regcred converges through a broken control plane', function ()
       '--leader-elect-resource-name=faults',
     ];
     // From here on two replicas elect a leader, each with a token of its own.
-    await operators.shift()?.stop();
+    await operators[0]!.stop();
     const a = await regcred('leader-a', election);
     await a.current.waitFor('became leader', 60_000);
     const b = await regcred('leader-b', election);

@@ -7,19 +7,18 @@
  *   a copy in; on deletion, once nothing is left, the finalizer's removal.
  * - namespace: one namespace, planned by namespace-plan.ts and carried out by executor.ts; its
  *   result is recorded for status.
- * - status: computed by status.ts from the recorded results, written only when it changed.
+ * - status: status-reconciler.ts, from the recorded results.
  *
  * Guarantees: never writes an object regcred does not own (the plan's invariants); no API read on
  * the hot path (a GET happens only for a Secret at the copy's name that the label-selected cache
  * cannot show).
  */
-import { API_VERSION, KIND, type RegistryCredential } from '../api/v1alpha1.ts';
+import type { RegistryCredential } from '../api/v1alpha1.ts';
 import { classify } from '../runtime/errors.ts';
-import type { EventRecorder, ObjectReference } from '../runtime/events.ts';
+import type { EventRecorder } from '../runtime/events.ts';
 import { finalized } from '../runtime/finalizer.ts';
 import type { KubeClient } from '../runtime/kube.ts';
 import type { Logger } from '../runtime/logger.ts';
-import { mergePatch } from '../runtime/mergepatch.ts';
 import type { Enqueue, Outcome } from '../runtime/reconcile.ts';
 import { Bookkeeping, basisOf } from './bookkeeping.ts';
 import type { Caches, Executor } from './executor.ts';
@@ -28,7 +27,7 @@ import { type NamespaceWorld, planNamespace, settle } from './namespace-plan.ts'
 import { FINALIZER, isTerminating, projectSecret, type Secret } from './objects.ts';
 import { ownershipOf, secretNameOf } from './plan.ts';
 import type { Sources } from './sources.ts';
-import { computeStatus, DEFAULT_STALL_AFTER_MS, deletingStatus, recheckAfterMs } from './status.ts';
+import { StatusReconciler } from './status-reconciler.ts';
 
 export interface ReconcilerOptions {
   client: KubeClient;
@@ -49,18 +48,18 @@ export class Reconcilers {
   readonly book: Bookkeeping;
   private readonly options: ReconcilerOptions;
   private readonly caches: Caches;
-  private readonly now: () => Date;
+  private readonly statuses: StatusReconciler;
 
   constructor(options: ReconcilerOptions) {
     this.options = options;
     this.caches = options.caches;
     this.book = new Bookkeeping();
-    this.now = options.now ?? (() => new Date());
+    this.statuses = new StatusReconciler({ ...options, book: this.book });
   }
 
   readonly reconcile = (key: Key, { reconcileId }: { reconcileId: string }): Promise<Result> => {
     if (key.kind === 'credential') return this.credential(key.credential, reconcileId);
-    if (key.kind === 'status') return this.status(key.credential);
+    if (key.kind === 'status') return this.statuses.reconcile(key.credential);
     return this.namespace(key.credential, key.namespace, reconcileId);
   };
 
@@ -221,104 +220,6 @@ export class Reconcilers {
   ): Enqueue<Key>[] {
     return this.book.record(rc, ns, entry) ? [status(rc.metadata.name)] : [];
   }
-
-  // --- status -------------------------------------------------------------------------------------
-
-  private async status(name: string): Promise<Result> {
-    const rc = this.caches.credentials.get(name);
-    if (!rc) return;
-    if (rc.metadata.deletionTimestamp) return this.deletionStatus(rc);
-    const compiled = this.book.selectionOf(rc);
-    const source = this.options.sources.stateOf(rc);
-    const basis = basisOf(rc, source);
-    const results = new Map<string, ReturnType<typeof settle>>();
-    let unknown = 0;
-    if (compiled.ok) {
-      for (const ns of this.caches.namespaces.list()) {
-        if (compiled.selection.namespace(ns) !== 'selected') continue;
-        const r = this.book.resultOf(rc, ns.metadata.name);
-        const current = r?.basis === basis ? r.result : undefined;
-        if (!current) unknown++;
-        results.set(ns.metadata.name, current);
-      }
-    }
-    // After a restart, results arrive namespace by namespace; a status for the same generation was
-    // already written by an earlier run, so wait for all of them rather than report a false
-    // "Progressing" (and write it, and write it back).
-    const settled = rc.status?.observedGeneration === rc.metadata.generation && !rc.spec.suspend;
-    if (unknown > 0 && settled && !this.book.statusSeen(rc)) return;
-    this.book.markStatusSeen(rc);
-
-    const now = this.now();
-    const stallAfterMs = this.options.stallAfterMs ?? DEFAULT_STALL_AFTER_MS;
-    const next = computeStatus({
-      rc,
-      now: seconds(now),
-      specError: compiled.ok ? undefined : compiled.message,
-      source,
-      results,
-      rotated: this.book.rotated(rc),
-      stallAfterMs,
-    });
-    // Writes that keep failing become Stalled at a set time, with or without another event.
-    const recheck = recheckAfterMs(next, now.getTime(), stallAfterMs);
-    const after: Result = recheck === undefined ? undefined : { requeueAfterMs: recheck };
-    const patch = mergePatch(rc.status ?? {}, next);
-    if (patch === undefined) return after;
-    await this.options.executor.patchCredential(rc, { status: patch }, '/status');
-    if (next.lastRotationTime !== rc.status?.lastRotationTime) this.book.markRotated(rc, false);
-    this.announce(rc, next);
-    return after;
-  }
-
-  /** While the finalizer cleans up: Deleting, written once. After it, nothing (the object goes). */
-  private async deletionStatus(rc: RegistryCredential): Promise<Result> {
-    if (!rc.metadata.finalizers?.includes(FINALIZER)) return;
-    const next = deletingStatus(rc, seconds(this.now()));
-    const patch = mergePatch(rc.status ?? {}, next);
-    if (patch === undefined) return;
-    try {
-      await this.options.executor.patchCredential(rc, { status: patch }, '/status');
-    } catch (err) {
-      if (classify(err).kind === 'notFound') return; // the deletion finished first
-      throw err;
-    }
-    this.announce(rc, next);
-  }
-
-  /** Events on the credential, one per change of a condition's reason (aggregated, never per namespace). */
-  private announce(rc: RegistryCredential, next: NonNullable<RegistryCredential['status']>): void {
-    const ref: ObjectReference = {
-      apiVersion: API_VERSION,
-      kind: KIND,
-      name: rc.metadata.name,
-      uid: rc.metadata.uid,
-    };
-    const events = this.options.events;
-    const conditionOf = (s: RegistryCredential['status'], type: string) =>
-      s?.conditions?.find((c) => c.type === type);
-    for (const c of next.conditions ?? []) {
-      const before = conditionOf(rc.status, c.type);
-      if (c.type === 'Reconciling' || c.type === 'Stalled') continue; // Ready's reason tells
-      if (before?.reason === c.reason) continue;
-      if (c.type === 'SourceValid' && c.status === 'True' && !before) continue; // routine
-      if (c.type === 'Ready' && c.reason === 'Progressing') continue;
-      const normal = c.status === 'True' || c.reason === 'Deleting';
-      events.record(ref, normal ? 'Normal' : 'Warning', c.reason, c.message);
-    }
-    // Failed writes turning into Stalled keep Ready's reason: the one change an Event must tell.
-    const stalled = conditionOf(next, 'Stalled');
-    if (stalled?.reason === 'Failed' && !conditionOf(rc.status, 'Stalled'))
-      events.record(ref, 'Warning', 'Stalled', stalled.message);
-    if (next.lastRotationTime && next.lastRotationTime !== rc.status?.lastRotationTime) {
-      events.record(
-        ref,
-        'Normal',
-        'Rotated',
-        `the changed credential reached all ${next.namespaces?.synced} namespaces`,
-      );
-    }
-  }
 }
 
 /**
@@ -333,11 +234,6 @@ function namespacesWithCopies(rc: RegistryCredential, caches: Caches): Set<strin
     if (ownershipOf(copy, rc).kind === 'ours' && ns && !isTerminating(ns)) out.add(ns.metadata.name);
   }
   return out;
-}
-
-/** An RFC 3339 timestamp in whole seconds, as status carries them. */
-function seconds(date: Date): string {
-  return date.toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 /** API reasons are CamelCase already; network errors get a stable one. */

@@ -8,6 +8,10 @@
  *
  * Errors: every non-2xx answer is an `ApiError` carrying the HTTP code and the decoded `Status`;
  * network failures surface as they are. `classify` (errors.ts) decides what each one means.
+ *
+ * Connections: one pool for every request (HTTP/2 when the server offers it, so one connection).
+ * A watch that goes silent past its inactivity limit closes the pool's connections, so the
+ * requests queued behind it move to a new connection at once instead of each timing out.
  */
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { type Dispatcher, request } from 'undici';
@@ -137,6 +141,16 @@ export class KubeClient {
     }
   }
 
+  /**
+   * Closes `dispatcher`'s connections if it is still the shared one: requests still on them fail
+   * (their callers retry) and the next request opens a new connection.
+   */
+  private dropConnections(dispatcher: Dispatcher | undefined): void {
+    if (!dispatcher || this.credentials?.dispatcher !== dispatcher) return;
+    this.credentials = undefined;
+    dispatcher.destroy().catch(() => {});
+  }
+
   /** Current credential headers and the shared dispatcher (the first one client-node made). */
   private async authenticated(
     url: URL,
@@ -238,7 +252,12 @@ export class KubeClient {
         }
       }
     } catch (err) {
-      if (timedOut) throw new Error(`watch ${path}: no data for ${inactivityTimeoutMs / 1000}s`);
+      if (timedOut) {
+        // Bookmarks stopped: the connection under this watch is dead, though still open (HTTP/2
+        // carries every request on it). Requests queued on it would each wait out their timeout.
+        this.dropConnections(auth.dispatcher);
+        throw new Error(`watch ${path}: no data for ${inactivityTimeoutMs / 1000}s`);
+      }
       if (signal.aborted) return;
       throw err;
     } finally {

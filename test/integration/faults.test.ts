@@ -53,6 +53,8 @@ const SA = { namespace: 'regcred-system', name: 'regcred' };
 const RC = `/apis/regcred.dev/v1alpha1/registrycredentials/${NAME}`;
 /** The issue's bound: converged at most this long after the fault ends. */
 const RECOVERY_BOUND_MS = 60_000;
+/** After a watchdog fires, the rotation it was blind to goes through at once, not after a timeout (30 s). */
+const WATCHDOG_RECOVERY_MS = 15_000;
 
 describe('faults: regcred converges through a broken control plane', function () {
   this.timeout(20 * 60_000);
@@ -249,9 +251,21 @@ describe('faults: regcred converges through a broken control plane', function ()
         .flatMap((g) => g.lines)
         .find((l) => l.message === 'list/watch failed; retrying' && /no data for/.test(String(l.error)));
     expect(watchdog(), 'no watchdog fired before').to.equal(undefined);
+    // Nothing in flight when the silence begins (the last scenario's status write, say): a request
+    // left waiting on a silent HTTP/2 connection would time out and have undici drop the
+    // connection first, and the watchdog would have nothing to notice.
+    await eventually('regcred has sent nothing for 3 s', async () => {
+      const last = Math.max(
+        0,
+        ...(await auditEvents())
+          .filter((e) => e.user.username === `system:serviceaccount:${SA.namespace}:${SA.name}`)
+          .map((e) => Date.parse(e.requestReceivedTimestamp)),
+      );
+      return Date.now() - last >= 3000;
+    });
     checker.faultBegan();
-    // Every open connection (each watch, each pooled request connection) swallows every byte from
-    // now on and is never closed; new connections work, so only a watchdog can notice.
+    // Every open connection (the HTTP/2 connection that carries every watch and request) swallows
+    // every byte from now on and is never closed; new connections work, so only a watchdog can notice.
     proxy.silence();
     proxy.heal();
     const pw = `pw-${++password}`;
@@ -266,7 +280,11 @@ describe('faults: regcred converges through a broken control plane', function ()
     process.stdout.write(
       `      watchdog fired ${((Date.now() - started) / 1000).toFixed(1)} s into the silence (${fired.error})\n`,
     );
-    await recovered('watches held silent', pw);
+    const ms = await recovered('watches held silent', pw);
+    expect(
+      ms,
+      'the silent connection was dropped when the watchdog fired; nothing waited out a timeout',
+    ).to.be.at.most(WATCHDOG_RECOVERY_MS);
   });
 
   it('the API server unreachable for 60 s mid-rotation', async () => {

@@ -319,7 +319,9 @@ export class Checker {
   private inFault = false;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** When the latest judged snapshot ended, and when it began. */
   private latestAt = 0;
+  private latestBegan = 0;
   private lastProblems = new Map<string, Problem>();
 
   constructor(client: KubeClient, options: CheckerOptions) {
@@ -362,13 +364,16 @@ export class Checker {
     this.foreign.get(serviceAccount)?.delete(entry);
   }
 
-  /** Resolves when a snapshot taken after the call has no problem; with the time that took. */
+  /**
+   * Resolves when a snapshot begun after the call has no problem, with the time from the call to
+   * that snapshot's end (one begun before could have read part of the world before the change).
+   */
   async converged(timeoutMs: number): Promise<number> {
     const asked = Date.now();
     const deadline = asked + timeoutMs;
     for (;;) {
       await new Promise((r) => setTimeout(r, 200));
-      if (this.latestAt > asked && this.current.length === 0) return this.latestAt - asked;
+      if (this.latestBegan >= asked && this.current.length === 0) return this.latestAt - asked;
       if (Date.now() > deadline)
         throw new Error(
           `not converged after ${timeoutMs / 1000}s: ${this.current.length} problems, first ${JSON.stringify(this.current[0])}`,
@@ -380,6 +385,7 @@ export class Checker {
   round(): Promise<void> {
     this.running = (async () => {
       let world: Snapshot;
+      const began = Date.now();
       try {
         world = await snapshot(this.client);
       } catch {
@@ -388,6 +394,7 @@ export class Checker {
       }
       this.rounds.ok++;
       this.judge(world, Date.now());
+      this.latestBegan = began;
     })();
     return this.running;
   }

@@ -48,7 +48,7 @@ process.stdout.write(
     `actions: ${list(report.actions)}`,
     `faults: ${list(report.faults)}`,
     `worst convergence: ${(report.worstConvergenceMs / 1000).toFixed(1)} s (${report.worst ? `${report.worst.kind} ${report.worst.object}` : 'none'})`,
-    `operator RSS: ${report.rss.startMiB} MiB at start, ${report.rss.endMiB} MiB at end, ${report.rss.maxMiB} MiB max; open fds ${report.fds.start} → ${report.fds.end}; restarts ${report.operatorRestarts}`,
+    `operator RSS, its longest-lived process (${report.rss.minutes} min): ${report.rss.startMiB} → ${report.rss.endMiB} MiB, open fds ${report.fds.start} → ${report.fds.end}; ${report.rss.maxMiB} MiB max of any; restarts ${report.operatorRestarts}`,
     `checker: ${report.checkerRounds.ok} snapshots (${report.checkerRounds.failed} unreadable during faults)`,
     ...report.violations.map((v) => `violation: ${v.kind} ${v.object} at ${v.at} (${v.detail})`),
     `${report.violations.length} violations`,

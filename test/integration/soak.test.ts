@@ -18,7 +18,7 @@ describe('soak, short form', function () {
       log: (line) => process.stdout.write(`      ${line}\n`),
     });
     process.stdout.write(
-      `      actions ${JSON.stringify(report.actions)}; faults ${JSON.stringify(report.faults)}; worst convergence ${(report.worstConvergenceMs / 1000).toFixed(1)} s; RSS ${report.rss.startMiB} → ${report.rss.endMiB} MiB\n`,
+      `      actions ${JSON.stringify(report.actions)}; faults ${JSON.stringify(report.faults)}; worst convergence ${(report.worstConvergenceMs / 1000).toFixed(1)} s; RSS ${report.rss.startMiB} → ${report.rss.endMiB} MiB over ${report.rss.minutes} min (longest-lived process)\n`,
     );
     expect(Object.values(report.actions).reduce((a, b) => a + b, 0)).to.be.greaterThan(20);
     expect(Object.keys(report.faults)).to.not.be.empty;

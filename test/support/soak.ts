@@ -51,8 +51,12 @@ export interface SoakReport {
   /** The longest any problem persisted before it went away, and which. */
   worstConvergenceMs: number;
   worst: Problem | undefined;
-  /** The operator's RSS (MiB) and open file descriptors, first and last sample of one process. */
-  rss: { startMiB: number; endMiB: number; maxMiB: number };
+  /**
+   * The operator's RSS (MiB) and open file descriptors: first and last sample of the process that
+   * ran longest (a restart starts a new process), over `minutes`; `maxMiB` is the largest sample of
+   * any process.
+   */
+  rss: { startMiB: number; endMiB: number; maxMiB: number; minutes: number };
   fds: { start: number; end: number };
   operatorRestarts: number;
   checkerRounds: { ok: number; failed: number };
@@ -180,10 +184,21 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
       return p;
     });
     await checker.converged(300_000);
-    const firstSample = procSample(operator.current.child.pid);
-    let sampledPid = operator.current.child.pid;
-    let lastSample = firstSample;
-    let maxMiB = firstSample?.rssMiB ?? 0;
+    // Every process the supervisor ran, sampled while current; the longest-lived one is reported.
+    type Sample = NonNullable<ReturnType<typeof procSample>>;
+    const lives = new Map<number, { first: Sample; last: Sample; firstAt: number; lastAt: number }>();
+    let maxMiB = 0;
+    const supervised = operator;
+    const sampleOperator = () => {
+      const pid = supervised.current.child.pid;
+      const sample = pid === undefined ? undefined : procSample(pid);
+      if (pid === undefined || !sample) return;
+      maxMiB = Math.max(maxMiB, sample.rssMiB);
+      const life = lives.get(pid);
+      if (life) Object.assign(life, { last: sample, lastAt: Date.now() });
+      else lives.set(pid, { first: sample, last: sample, firstAt: Date.now(), lastAt: Date.now() });
+    };
+    sampleOperator();
     log(`seed ${seed}: ${initial} namespaces converged; soaking for ${minutes} min`);
 
     const saCounters = { n: 0 };
@@ -376,17 +391,13 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
         count(actions, step[0]);
         await step[2]().catch((err: unknown) => log(`action ${step[0]} failed: ${String(err)}`));
       }
-      const sample = procSample(operator.current.child.pid);
-      if (sample && operator.current.child.pid === sampledPid) {
-        lastSample = sample;
-        maxMiB = Math.max(maxMiB, sample.rssMiB);
-      }
+      sampleOperator();
       await sleep(between(200, 1500));
     }
     log('schedule done; awaiting a converged world');
     await checker.converged(BOUND_MS + 60_000);
-    if (operator.current.child.pid !== sampledPid) sampledPid = undefined;
-    const endSample = sampledPid ? (procSample(sampledPid) ?? lastSample) : lastSample;
+    sampleOperator();
+    const longest = [...lives.values()].sort((a, b) => b.lastAt - b.firstAt - (a.lastAt - a.firstAt))[0];
     failed = checker.violations.length > 0;
     return {
       seed,
@@ -396,8 +407,13 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
       violations: [...checker.violations],
       worstConvergenceMs: checker.worstMs,
       worst: checker.worst,
-      rss: { startMiB: firstSample?.rssMiB ?? 0, endMiB: endSample?.rssMiB ?? 0, maxMiB },
-      fds: { start: firstSample?.fds ?? 0, end: endSample?.fds ?? 0 },
+      rss: {
+        startMiB: longest?.first.rssMiB ?? 0,
+        endMiB: longest?.last.rssMiB ?? 0,
+        maxMiB,
+        minutes: longest ? Math.round((longest.lastAt - longest.firstAt) / 6000) / 10 : 0,
+      },
+      fds: { start: longest?.first.fds ?? 0, end: longest?.last.fds ?? 0 },
       operatorRestarts: operator.restarts,
       checkerRounds: { ...checker.rounds },
     };

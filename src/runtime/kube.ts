@@ -10,8 +10,9 @@
  * network failures surface as they are. `classify` (errors.ts) decides what each one means.
  *
  * Connections: one pool for every request (HTTP/2 when the server offers it, so one connection).
- * A watch that goes silent past its inactivity limit closes the pool's connections, so the
- * requests queued behind it move to a new connection at once instead of each timing out.
+ * A request that times out, or a watch that goes silent past its inactivity limit, closes the
+ * pool's connections, so the requests queued behind it move to a new connection at once instead
+ * of each timing out in turn.
  */
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { type Dispatcher, request } from 'undici';
@@ -69,6 +70,8 @@ export class FencedError extends Error {
 
 /** No request waits longer than this for its answer unless told otherwise (watches excepted). */
 const REQUEST_TIMEOUT_MS = 30_000;
+/** undici's codes for a request that timed out waiting for its answer's headers or body. */
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** Records each request for metrics; the runtime counts requests by verb and code. */
 export type RequestObserver = (method: string, path: string, code: number, seconds: number) => void;
@@ -135,6 +138,11 @@ export class KubeClient {
       const text = await response.body.text();
       if (code >= 200 && code < 300) return (text ? parseJson(text, method, path) : undefined) as T;
       throw new ApiError(method, path, code, parseStatus(text, code));
+    } catch (err) {
+      // No answer in time: the connection may be dead though open. undici would probe it for as
+      // long again before giving it up, and every request behind this one would wait on it.
+      if (TIMEOUT_CODES.has((err as { code?: string }).code ?? '')) this.dropConnections(auth.dispatcher);
+      throw err;
     } finally {
       const seconds = (performance.now() - started) / 1000;
       for (const o of this.observers) o(method, path, code, seconds);

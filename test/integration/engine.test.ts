@@ -501,3 +501,32 @@ describe('a reflector through faults one after another', function () {
     }
   });
 });
+
+describe('the client on a connection that went silent', function () {
+  this.timeout(60_000);
+
+  it('gives up a connection when a request times out on it: the next request goes through at once', async () => {
+    const t = unique('silent');
+    const proxy = await FaultProxy.start({ host: '127.0.0.1', port: cluster().ports.apiserver });
+    try {
+      const config = new KubeConfig();
+      config.loadFromFile(
+        await kubeconfigVia(cluster().admin.path, proxy.url, join(cluster().dir, `${t}.kubeconfig`)),
+      );
+      const client = new KubeClient(config);
+      const path = '/api/v1/namespaces/default';
+      await client.get(path); // the connection every later request shares (HTTP/2)
+      proxy.silence(); // it swallows every byte from now on; new connections work
+      proxy.heal();
+      const timedOut = await rejection(client.request('GET', path, { timeoutMs: 3000 }));
+      expect(classify(timedOut).reason).to.equal('UND_ERR_HEADERS_TIMEOUT');
+      // Without giving the connection up, this request would be sent on it too, and wait until
+      // undici's probe of the connection timed out in turn (as long as the request's timeout).
+      const started = Date.now();
+      await client.request('GET', path, { timeoutMs: 10_000 });
+      expect(Date.now() - started, 'answered on a new connection').to.be.below(2000);
+    } finally {
+      await proxy.close();
+    }
+  });
+});

@@ -185,18 +185,25 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
     });
     await checker.converged(300_000);
     // Every process the supervisor ran, sampled while current; the longest-lived one is reported.
+    // A restarted process counts from 30 s after it was first seen (it starts near 0 MiB); the
+    // first one has already converged the world when sampling begins.
     type Sample = NonNullable<ReturnType<typeof procSample>>;
     const lives = new Map<number, { first: Sample; last: Sample; firstAt: number; lastAt: number }>();
+    const seen = new Map<number, number>();
     let maxMiB = 0;
     const supervised = operator;
+    const firstPid = supervised.current.child.pid;
     const sampleOperator = () => {
       const pid = supervised.current.child.pid;
       const sample = pid === undefined ? undefined : procSample(pid);
       if (pid === undefined || !sample) return;
       maxMiB = Math.max(maxMiB, sample.rssMiB);
+      const now = Date.now();
+      if (!seen.has(pid)) seen.set(pid, now);
+      if (pid !== firstPid && now - seen.get(pid)! < 30_000) return;
       const life = lives.get(pid);
-      if (life) Object.assign(life, { last: sample, lastAt: Date.now() });
-      else lives.set(pid, { first: sample, last: sample, firstAt: Date.now(), lastAt: Date.now() });
+      if (life) Object.assign(life, { last: sample, lastAt: now });
+      else lives.set(pid, { first: sample, last: sample, firstAt: now, lastAt: now });
     };
     sampleOperator();
     log(`seed ${seed}: ${initial} namespaces converged; soaking for ${minutes} min`);

@@ -15,30 +15,22 @@
  */
 import type { RegistryCredential } from '../api/v1alpha1.ts';
 import { classify } from '../runtime/errors.ts';
-import type { EventRecorder } from '../runtime/events.ts';
 import { finalized } from '../runtime/finalizer.ts';
 import type { KubeClient } from '../runtime/kube.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Enqueue, Outcome } from '../runtime/reconcile.ts';
 import { Bookkeeping, basisOf } from './bookkeeping.ts';
-import type { Caches, Executor } from './executor.ts';
+import type { Caches } from './executor.ts';
 import { credentialKey, type Key, namespaceKey, STATUS_DELAY_MS, statusKey } from './keys.ts';
 import { type NamespaceWorld, planNamespace, settle } from './namespace-plan.ts';
 import { FINALIZER, isTerminating, projectSecret, type Secret } from './objects.ts';
 import { ownershipOf, secretNameOf } from './plan.ts';
-import type { Sources } from './sources.ts';
-import { StatusReconciler } from './status-reconciler.ts';
+import { StatusReconciler, type StatusReconcilerOptions } from './status-reconciler.ts';
 
-export interface ReconcilerOptions {
+/** What the status reconciler needs (but the bookkeeping, made here), and a client and logger. */
+export interface ReconcilerOptions extends Omit<StatusReconcilerOptions, 'book'> {
   client: KubeClient;
-  caches: Caches;
-  sources: Sources;
-  executor: Executor;
-  events: EventRecorder;
   logger: Logger;
-  now?: () => Date;
-  /** How long writes may keep failing before the credential is Stalled (status.ts). */
-  stallAfterMs?: number;
 }
 
 type Result = Outcome<Key> | undefined;

@@ -109,14 +109,15 @@ export class KubeClient {
   fence: (() => string | undefined) | undefined;
 
   async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
-    if (method !== 'GET' && !options.unfenced) {
-      const closed = this.fence?.();
-      if (closed !== undefined) throw new FencedError(method, path, closed);
-    }
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(options.query ?? {}))
       if (v !== undefined) url.searchParams.set(k, String(v));
     const auth = await this.authenticated(url);
+    // Asked after the last await before sending: a pause in between must not slip a write through.
+    if (method !== 'GET' && !options.unfenced) {
+      const closed = this.fence?.();
+      if (closed !== undefined) throw new FencedError(method, path, closed);
+    }
     const headers: Record<string, string> = { ...auth.headers, Accept: 'application/json' };
     if (options.body !== undefined) headers['Content-Type'] = options.contentType ?? 'application/json';
     const started = performance.now();

@@ -8,16 +8,18 @@
  * - Expiry is judged by this process's own clock from when it last saw the record change (never by
  *   comparing the holder's timestamps with local time), so clock skew between nodes does not matter.
  * - A leader that cannot renew for `renewDeadlineMs` stops leading (`onStoppedLeading`) before the
- *   lease can expire for the others (`leaseDurationMs` > `renewDeadlineMs`).
+ *   lease can expire for the others (`leaseDurationMs` > `renewDeadlineMs`). A renewal the deadline
+ *   overtook is abandoned: its answer, however late, sends no Lease update.
  * - `release()` gives the lease up (holder cleared, 1 s duration) so a successor starts at once.
  * - Renewals are the only writes an idle leader makes; followers only read.
  * - `holds()` is false from the moment the renew deadline has passed since the last renewal, by
  *   the monotonic clock, even before the renew loop runs again: a process paused past its lease
  *   (SIGSTOP) and resumed sees its leadership lapsed at once, and sends no Lease update for it.
  *
- * Caveats: a Lease gives no fencing on the API server's side. A write sent before a pause may reach
- * the API server after a successor started; writes that carry resourceVersion preconditions then
- * fail with 409 rather than overwrite what the successor wrote.
+ * Caveats: a Lease gives no fencing on the API server's side. A write begun before a pause (sent,
+ * or with its bytes not yet on the wire) may reach the API server after a successor started;
+ * writes that carry resourceVersion preconditions then fail with 409 rather than overwrite what
+ * the successor wrote.
  */
 import { classify } from './errors.ts';
 import type { KubeClient } from './kube.ts';
@@ -92,8 +94,12 @@ export class LeaderElector {
       await sleep(retryPeriodMs, signal);
       if (signal.aborted) break;
       const left = renewDeadlineMs - (performance.now() - this.lastRenew);
+      // An attempt the deadline overtook is abandoned: its answers, when they come, write nothing.
+      const attempt = new AbortController();
       const renewed =
-        left > 0 && (await Promise.race([this.tryAcquireOrRenew(), sleep(left, signal).then(() => false)]));
+        left > 0 &&
+        (await Promise.race([this.tryAcquireOrRenew(attempt.signal), sleep(left, signal).then(() => false)]));
+      attempt.abort();
       if (renewed && this.holds()) {
         this.lastRenew = performance.now();
       } else if (performance.now() - this.lastRenew >= renewDeadlineMs) {
@@ -135,13 +141,17 @@ export class LeaderElector {
     }
   }
 
-  private async tryAcquireOrRenew(): Promise<boolean> {
+  private async tryAcquireOrRenew(abandoned?: AbortSignal): Promise<boolean> {
     const { client, identity, leaseDurationMs, namespace, name } = this.options;
     const now = Date.now();
     let current: Lease;
     try {
-      current = await client.request<Lease>('GET', this.path, { timeoutMs: this.requestTimeoutMs });
+      current = await client.request<Lease>('GET', this.path, {
+        timeoutMs: this.requestTimeoutMs,
+        signal: abandoned,
+      });
     } catch (err) {
+      if (abandoned?.aborted) return false;
       const c = classify(err);
       if (c.kind !== 'notFound') return this.failed('get', c.message);
       const created = await client
@@ -175,11 +185,13 @@ export class LeaderElector {
       return false;
     }
     const takingOver = holder !== identity;
-    // Resumed after a pause past the deadline, with a GET answered before it: do not renew.
-    if (this.leading && !this.holds()) return false;
+    // Resumed after a pause past the deadline, with a GET answered before it, or given up by the
+    // renew loop meanwhile: do not renew.
+    if (abandoned?.aborted || (this.leading && !this.holds())) return false;
     const updated = await client
       .request<Lease>('PUT', this.path, {
         timeoutMs: this.requestTimeoutMs,
+        signal: abandoned,
         unfenced: true,
         body: {
           ...current,

@@ -16,7 +16,9 @@ import { FaultProxy, kubeconfigVia } from '../../controlplane/faults.ts';
 import { ControlPlane } from '../../controlplane/index.ts';
 import { DEFAULT_BACKOFF } from '../../src/runtime/backoff.ts';
 import { classify } from '../../src/runtime/errors.ts';
-import { ApiError, KubeClient } from '../../src/runtime/kube.ts';
+import { ApiError, KubeClient, type RequestOptions } from '../../src/runtime/kube.ts';
+import { LeaderElector } from '../../src/runtime/leader.ts';
+import { silentLogger } from '../../src/runtime/logger.ts';
 import { Reflector } from '../../src/runtime/reflector.ts';
 import { type Meta, Store } from '../../src/runtime/store.ts';
 import { cluster } from '../support/cluster.ts';
@@ -527,6 +529,70 @@ describe('the client on a connection that went silent', function () {
       expect(Date.now() - started, 'answered on a new connection').to.be.below(2000);
     } finally {
       await proxy.close();
+    }
+  });
+});
+
+describe('the leader elector, when a renewal is answered too late', function () {
+  this.timeout(60_000);
+
+  it('sends no Lease update for a renewal it gave up at the renew deadline, once the answer comes', async () => {
+    const t = unique('late-renewal');
+    const client = admin();
+    // The client as the elector sees it, with one thing added: when armed, the answer to the next
+    // GET is held back (as a pause or a slow network would) until released. Every call is recorded.
+    const calls: { method: string; at: number }[] = [];
+    const pending = new Set<Promise<unknown>>();
+    let hold: Promise<void> | undefined;
+    let release = () => {};
+    const real = client.request.bind(client);
+    client.request = (<T>(method: string, path: string, options?: RequestOptions): Promise<T> => {
+      calls.push({ method, at: performance.now() });
+      const gate = method === 'GET' ? hold : undefined;
+      if (gate) hold = undefined;
+      const answer = real<T>(method, path, options).then(
+        async (v) => {
+          await gate;
+          return v;
+        },
+        async (e: unknown) => {
+          await gate;
+          throw e;
+        },
+      );
+      pending.add(answer);
+      answer.catch(() => {}).finally(() => pending.delete(answer));
+      return answer;
+    }) as KubeClient['request'];
+    const elector = new LeaderElector({
+      client,
+      logger: silentLogger(),
+      namespace: 'default',
+      name: t,
+      identity: t,
+      leaseDurationMs: 4000,
+      renewDeadlineMs: 3000,
+      retryPeriodMs: 500,
+    });
+    const stop = new AbortController();
+    let leading!: () => void;
+    const led = new Promise<void>((r) => (leading = r));
+    const ran = elector.run(stop.signal, leading);
+    try {
+      await led;
+      hold = new Promise<void>((r) => (release = r));
+      expect(await ran, 'leadership lost at the renew deadline').to.equal('lost');
+      const lostAt = performance.now();
+      release();
+      while (pending.size > 0) await Promise.allSettled([...pending]);
+      const late = calls.filter((c) => c.at >= lostAt).map((c) => c.method);
+      expect(late, 'requests after leadership was lost').to.deep.equal([]);
+    } finally {
+      stop.abort();
+      release();
+      await admin()
+        .delete(`/apis/coordination.k8s.io/v1/namespaces/default/leases/${t}`)
+        .catch(() => {});
     }
   });
 });

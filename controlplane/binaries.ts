@@ -143,6 +143,15 @@ export async function fingerprint(goModDir: string, source?: string | readonly s
   return hash.digest('hex');
 }
 
+/**
+ * A component's fingerprint: `fingerprint()` of its module and sources, and its own link flags when
+ * it has any (a changed flag, such as Helm 3's assumed Kubernetes version, rebuilds the binary).
+ */
+export async function componentFingerprint(c: Component, goModDir: string): Promise<string> {
+  const files = await fingerprint(c.moduleDir ?? goModDir, c.source);
+  return c.ldflags ? createHash('sha256').update(`${files}\0${c.ldflags}`).digest('hex') : files;
+}
+
 export interface ResolveOptions {
   progress: Progress;
   env?: NodeJS.ProcessEnv;
@@ -171,19 +180,37 @@ export async function resolveKubeletCreds(options: ResolveOptions): Promise<stri
 }
 
 /**
- * The path of helm, built into the cache on first use. Its version is the helm.sh/helm/v4 require
- * line of `helm/go.mod` (its one pinned place), which `helm version` then reports.
+ * The path of helm (Helm 4, or Helm 3 when `major` is 3, as `helm3`), built into the cache on first
+ * use. Its version is the helm.sh/helm/vN require line of `helm/go.mod` (its one pinned place),
+ * which `helm version` then reports.
  */
-export async function resolveHelm(options: ResolveOptions): Promise<string> {
+export async function resolveHelm(options: ResolveOptions, major: 3 | 4 = 4): Promise<string> {
   const goMod = await readFile(join(HELM_MODULE_DIR, 'go.mod'), 'utf8');
-  const version = /^\s*(?:require\s+)?helm\.sh\/helm\/v4\s+(v\S+)/m.exec(goMod)?.[1];
-  if (!version) throw new ControlPlaneError(`no helm.sh/helm/v4 version found in ${HELM_MODULE_DIR}/go.mod`);
+  const module = `helm.sh/helm/v${major}`;
+  const version = new RegExp(`^\\s*(?:require\\s+)?${module.replaceAll('.', '\\.')}\\s+(v\\S+)`, 'm').exec(
+    goMod,
+  )?.[1];
+  if (!version) throw new ControlPlaneError(`no ${module} version found in ${HELM_MODULE_DIR}/go.mod`);
+  const ldflags = [`-X ${module}/internal/version.version=${version}`];
+  if (major === 3) {
+    // Helm 3 takes the Kubernetes version it assumes without a cluster (helm template, helm lint)
+    // from these, as its Makefile sets them from client-go's version (v0.37 → 1.37); unset, it
+    // assumes 1.20, and the chart's kubeVersion (>= 1.29) refuses to render.
+    const clientGo = /^\s*k8s\.io\/client-go\s+v0\.(\d+)\./m.exec(goMod)?.[1];
+    if (!clientGo)
+      throw new ControlPlaneError(`no k8s.io/client-go version found in ${HELM_MODULE_DIR}/go.mod`);
+    for (const pkg of ['pkg/lint/rules', 'pkg/chartutil'])
+      ldflags.push(
+        `-X ${module}/${pkg}.k8sVersionMajor=1`,
+        `-X ${module}/${pkg}.k8sVersionMinor=${clientGo}`,
+      );
+  }
   const helm: Component = {
-    name: 'helm',
-    pkg: 'helm.sh/helm/v4/cmd/helm',
+    name: major === 4 ? 'helm' : `helm${major}`,
+    pkg: `${module}/cmd/helm`,
     moduleDir: HELM_MODULE_DIR,
     kubernetesLdflags: false,
-    ldflags: `-X helm.sh/helm/v4/internal/version.version=${version}`,
+    ldflags: ldflags.join(' '),
   };
   return join(await ensureBuilt([helm], options), helm.name);
 }
@@ -197,7 +224,7 @@ export async function ensureBuilt(
   const versionDir = join(cacheRoot(env), version);
   const binDir = join(versionDir, 'bin');
   const wanted = new Map<string, string>();
-  for (const c of components) wanted.set(c.name, await fingerprint(c.moduleDir ?? goModDir, c.source));
+  for (const c of components) wanted.set(c.name, await componentFingerprint(c, goModDir));
   if ((await staleComponents(versionDir, components, wanted)).length === 0) return binDir;
 
   await mkdir(versionDir, { recursive: true });

@@ -1,8 +1,8 @@
 /**
  * The Helm chart (charts/regcred) against config/, its one source: with default values it renders
  * the objects `kubectl kustomize config/default` does, and its values schema refuses what would not
- * work. That the chart installs, upgrades and uninstalls a running operator on the real node is
- * in-cluster.test.ts. (This file's name sorts after that one's: there, helm's first build runs
+ * work; Helm 3 renders and refuses exactly as Helm 4 does. That the chart installs, upgrades and
+ * uninstalls a running operator on the real node, with either Helm, is in-cluster.test.ts. (This file's name sorts after that one's: there, helm's first build runs
  * while the kustomize install is tested; here it is then only looked up.)
  */
 import { execFile } from 'node:child_process';
@@ -220,5 +220,70 @@ describe('the Helm chart', function () {
     // Two replicas without leader election would be two writers.
     expect(await refusal('--set', 'leaderElection.enabled=false')).to.match(/replicaCount/);
     expect(await refusal('--set', 'leaderElection.enabled=false', '--set', 'replicaCount=1')).to.equal('');
+  });
+});
+
+describe('the Helm chart with Helm 3', function () {
+  this.timeout(20 * 60_000);
+  let helm3: string;
+  let helm4: string;
+  const template = async (helm: string, args: string[]) =>
+    (await run(helm, ['template', 'regcred', CHART, '--namespace', 'regcred-system', ...args])).stdout;
+
+  before(async () => {
+    helm4 = await resolveHelm({ progress: streamProgress() });
+    helm3 = await resolveHelm({ progress: streamProgress() }, 3);
+  });
+
+  it('is Helm 3, and passes its helm lint', async () => {
+    expect((await run(helm3, ['version', '--short'])).stdout).to.match(/^v3\./);
+    const { stdout } = await run(helm3, ['lint', '--strict', CHART]);
+    expect(stdout).to.match(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  const VALUES: string[][] = [
+    [],
+    ['--set', 'image.repository=registry.example.com/regcred', '--set', 'image.tag=9.9.9'],
+    ['--set', `image.digest=sha256:${'a'.repeat(64)}`],
+    ['--set', 'replicaCount=3', '--set', 'sourceNamespaces={team-a,team-b}', '--set', 'logLevel=debug'],
+    [
+      '--set',
+      'metrics.enabled=false',
+      '--set',
+      'podDisruptionBudget.enabled=false',
+      '--set',
+      'crds.install=false',
+    ],
+    [
+      '--set',
+      'admission.enabled=true',
+      '--set',
+      'copyGuard.enabled=true',
+      '--set',
+      'prometheusRule.enabled=true',
+    ],
+    ['--set', 'leaderElection.enabled=false', '--set', 'replicaCount=1'],
+  ];
+  it('renders the objects Helm 4 renders, for default values and every kind of value', async () => {
+    for (const args of VALUES) {
+      const [three, four] = await Promise.all([template(helm3, args), template(helm4, args)]);
+      const objects = byKey(loadAll(three) as Manifest[]);
+      expect(Object.keys(objects), args.join(' ') || 'default values').to.have.length.above(5);
+      expect(objects, args.join(' ') || 'default values').to.deep.equal(byKey(loadAll(four) as Manifest[]));
+    }
+  });
+
+  it('refuses the values Helm 4 refuses, naming them', async () => {
+    const refused = (args: string[]) =>
+      template(helm3, args).then(
+        () => '',
+        (err: { stderr?: string }) => err.stderr ?? 'failed',
+      );
+    expect(await refused(['--set', 'replicaCount=two'])).to.match(/replicaCount/);
+    expect(await refused(['--set', 'image.pullPolicy=Sometimes'])).to.match(/pullPolicy/);
+    expect(await refused(['--set', 'imagee.tag=x'])).to.match(/imagee/);
+    expect(await refused(['--set', 'sourceNamespaces={Not_A_Namespace}'])).to.match(/sourceNamespaces/);
+    expect(await refused(['--set', 'image.digest=latest'])).to.match(/digest/);
+    expect(await refused(['--set', 'leaderElection.enabled=false'])).to.match(/replicaCount/);
   });
 });

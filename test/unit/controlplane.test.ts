@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import {
   acquireLock,
+  componentFingerprint,
   fingerprint,
   GO_MODULE_DIR,
   kubernetesVersion,
@@ -227,6 +228,16 @@ describe('the binary cache', () => {
     expect(both).to.not.equal(alone);
     await writeFile(join(module, 'internal', 'shared.go'), 'package internal // changed\n');
     expect(await fingerprint(module, ['cmd/kubelet-creds', 'internal'])).to.not.equal(both);
+  });
+
+  it("fingerprints a binary's own link flags: a changed flag rebuilds it, none leaves the fingerprint as it was", async () => {
+    const { module } = await fakeGoModule();
+    const c = { name: 'helm3', pkg: 'helm.sh/helm/v3/cmd/helm', moduleDir: module, kubernetesLdflags: false };
+    expect(await componentFingerprint(c, module)).to.equal(await fingerprint(module));
+    const minor20 = await componentFingerprint({ ...c, ldflags: '-X a.k8sVersionMinor=20' }, module);
+    const minor37 = await componentFingerprint({ ...c, ldflags: '-X a.k8sVersionMinor=37' }, module);
+    expect(minor20).to.not.equal(await fingerprint(module));
+    expect(minor37).to.not.equal(minor20);
   });
 });
 

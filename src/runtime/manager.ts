@@ -13,7 +13,7 @@
  * - `stop` stops taking work, gives in-flight reconciles up to `graceMs`, then stops the caches.
  *
  * Errors: `start`/`startCaches` reject with the `requiredApi.missing` error when that API is not
- * served, and with the API's error otherwise.
+ * served within REQUIRED_API_WAIT_MS, and with the API's error otherwise.
  */
 import { type Observable, Subject, takeUntil } from 'rxjs';
 import { Controller } from './controller.ts';
@@ -24,7 +24,12 @@ import type { Metrics } from './metrics.ts';
 import { WorkQueue } from './queue.ts';
 import type { Enqueue, KeyCodec, Reconcile } from './reconcile.ts';
 import { Reflector, type StoreEvent } from './reflector.ts';
+import { sleep } from './sleep.ts';
 import type { Meta, Store } from './store.ts';
+
+/** How long start waits for the required API before giving up with its `missing` error. */
+export const REQUIRED_API_WAIT_MS = 15_000;
+const REQUIRED_API_POLL_MS = 500;
 
 export interface ManagerOptions<K> {
   client: KubeClient;
@@ -185,14 +190,31 @@ export class Manager<K> {
     metrics.sample.queueDepth = () => this.queue.length;
   }
 
+  /**
+   * Waits up to REQUIRED_API_WAIT_MS for the required API: an install that applies a CRD and the
+   * Deployment together starts the Pod before the new CRD is served (a recreated CRD can take
+   * seconds), and the Pod should not crash and restart for that.
+   */
   private async checkRequiredApi(): Promise<void> {
     const required = this.options.requiredApi;
     if (!required) return;
-    try {
-      await this.options.client.get(required.path, { limit: 1 });
-    } catch (err) {
-      if (classify(err).kind === 'notFound') throw required.missing(this.options.client.server);
-      throw err;
+    const deadline = performance.now() + REQUIRED_API_WAIT_MS;
+    for (let waiting = false; ; waiting = true) {
+      try {
+        await this.options.client.get(required.path, { limit: 1 });
+        if (waiting) this.options.logger.info('the required API is served now', { path: required.path });
+        return;
+      } catch (err) {
+        if (classify(err).kind !== 'notFound') throw err;
+        if (performance.now() >= deadline) throw required.missing(this.options.client.server);
+        if (!waiting)
+          this.options.logger.info('waiting for the required API to be served', {
+            path: required.path,
+            waitMs: REQUIRED_API_WAIT_MS,
+          });
+        await sleep(REQUIRED_API_POLL_MS, this.abort.signal);
+        if (this.abort.signal.aborted) throw required.missing(this.options.client.server);
+      }
     }
   }
 }

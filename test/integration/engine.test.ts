@@ -19,9 +19,11 @@ import { classify } from '../../src/runtime/errors.ts';
 import { ApiError, KubeClient, type RequestOptions } from '../../src/runtime/kube.ts';
 import { LeaderElector } from '../../src/runtime/leader.ts';
 import { silentLogger } from '../../src/runtime/logger.ts';
+import { REQUIRED_API_WAIT_MS } from '../../src/runtime/manager.ts';
 import { Reflector } from '../../src/runtime/reflector.ts';
 import { type Meta, Store } from '../../src/runtime/store.ts';
 import { cluster } from '../support/cluster.ts';
+import { killQuietly, startRegcred } from '../support/processes.ts';
 import { eventually } from '../support/wait.ts';
 import {
   admin,
@@ -52,6 +54,7 @@ import {
 } from '../support/world.ts';
 
 const run = promisify(execFile);
+const CRDS = join(import.meta.dirname, '..', '..', 'crds');
 const MAIN = join(import.meta.dirname, '..', '..', 'src', 'main.ts');
 
 async function regcred(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; out: string }> {
@@ -105,15 +108,35 @@ describe('the entry point', function () {
     expect(out).not.to.contain('localhost:8080');
   });
 
-  it('exits with an install hint when the CRD is not installed', async () => {
+  it('exits with an install hint when the CRD is not installed, after waiting for it a while', async () => {
     // A control plane of its own: the shared one has the CRD.
     const bare = await ControlPlane.start();
     try {
+      const started = Date.now();
       const { code, out } = await regcred([], { PATH: process.env.PATH, KUBECONFIG: bare.admin.path });
       expect(code).to.equal(3);
+      expect(Date.now() - started, 'waited for the CRD first').to.be.at.least(REQUIRED_API_WAIT_MS);
+      expect(out).to.contain('waiting for the required API to be served');
       expect(out).to.contain('the RegistryCredential CRD (registrycredentials.regcred.dev) is not installed');
       expect(out).to.contain('kubectl apply -f crds/');
     } finally {
+      await bare.stop();
+    }
+  });
+
+  it('starts when the CRD is installed while it waits, as when both are applied together', async () => {
+    const bare = await ControlPlane.start();
+    const p = startRegcred(bare.admin.path, ['--health-probe-bind-address=127.0.0.1:0']);
+    try {
+      await p.waitFor('waiting for the required API to be served');
+      await run(bare.binaries.kubectl, ['apply', '-f', CRDS], {
+        env: { ...process.env, KUBECONFIG: bare.admin.path },
+      });
+      await p.waitFor('the required API is served now');
+      await p.waitFor('caches synced');
+      expect(p.child.exitCode, 'still running').to.equal(null);
+    } finally {
+      await killQuietly(p);
       await bare.stop();
     }
   });

@@ -45,18 +45,34 @@ function byKey(manifests: Manifest[]): Record<string, Manifest> {
   return Object.fromEntries(manifests.filter(Boolean).map((m) => [key(m), m]));
 }
 
+/** `helm template` of the chart as release regcred in regcred-system. */
+const templateWith = async (helm: string, args: string[]) =>
+  (await run(helm, ['template', 'regcred', CHART, '--namespace', 'regcred-system', ...args])).stdout;
+
+/** The error helm prints when the values are refused, or '' when it renders. */
+const refusalOf = (helm: string, args: string[]) =>
+  templateWith(helm, args).then(
+    () => '',
+    (err: { stderr?: string }) => err.stderr ?? 'failed',
+  );
+
+/** Values the schema refuses, and what the refusal must name. */
+const REFUSED: [string[], RegExp][] = [
+  [['--set', 'replicaCount=two'], /replicaCount/],
+  [['--set', 'image.pullPolicy=Sometimes'], /pullPolicy/],
+  [['--set', 'imagee.tag=x'], /imagee/],
+  [['--set', 'sourceNamespaces={Not_A_Namespace}'], /sourceNamespaces/],
+  [['--set', 'image.digest=latest'], /digest/],
+  // Two replicas without leader election would be two writers.
+  [['--set', 'leaderElection.enabled=false'], /replicaCount/],
+];
+
 describe('the Helm chart', function () {
   this.timeout(20 * 60_000);
   let helm: string;
-  const template = async (...args: string[]) =>
-    (await run(helm, ['template', 'regcred', CHART, '--namespace', 'regcred-system', ...args])).stdout;
+  const template = (...args: string[]) => templateWith(helm, args);
   const rendered = async (...args: string[]) => byKey(loadAll(await template(...args)) as Manifest[]);
-  /** The error helm prints when the values are refused, or '' when it renders. */
-  const refusal = async (...args: string[]) =>
-    template(...args).then(
-      () => '',
-      (err: { stderr?: string }) => err.stderr ?? 'failed',
-    );
+  const refusal = (...args: string[]) => refusalOf(helm, args);
 
   before(async () => {
     helm = await resolveHelm({ progress: streamProgress() });
@@ -212,13 +228,7 @@ describe('the Helm chart', function () {
   });
 
   it('refuses values its schema does not allow, naming them', async () => {
-    expect(await refusal('--set', 'replicaCount=two')).to.match(/replicaCount/);
-    expect(await refusal('--set', 'image.pullPolicy=Sometimes')).to.match(/pullPolicy/);
-    expect(await refusal('--set', 'imagee.tag=x')).to.match(/imagee/);
-    expect(await refusal('--set', 'sourceNamespaces={Not_A_Namespace}')).to.match(/sourceNamespaces/);
-    expect(await refusal('--set', 'image.digest=latest')).to.match(/digest/);
-    // Two replicas without leader election would be two writers.
-    expect(await refusal('--set', 'leaderElection.enabled=false')).to.match(/replicaCount/);
+    for (const [args, names] of REFUSED) expect(await refusal(...args), args.join(' ')).to.match(names);
     expect(await refusal('--set', 'leaderElection.enabled=false', '--set', 'replicaCount=1')).to.equal('');
   });
 });
@@ -227,8 +237,6 @@ describe('the Helm chart with Helm 3', function () {
   this.timeout(20 * 60_000);
   let helm3: string;
   let helm4: string;
-  const template = async (helm: string, args: string[]) =>
-    (await run(helm, ['template', 'regcred', CHART, '--namespace', 'regcred-system', ...args])).stdout;
 
   before(async () => {
     helm4 = await resolveHelm({ progress: streamProgress() });
@@ -266,7 +274,7 @@ describe('the Helm chart with Helm 3', function () {
   ];
   it('renders the objects Helm 4 renders, for default values and every kind of value', async () => {
     for (const args of VALUES) {
-      const [three, four] = await Promise.all([template(helm3, args), template(helm4, args)]);
+      const [three, four] = await Promise.all([templateWith(helm3, args), templateWith(helm4, args)]);
       const objects = byKey(loadAll(three) as Manifest[]);
       expect(Object.keys(objects), args.join(' ') || 'default values').to.have.length.above(5);
       expect(objects, args.join(' ') || 'default values').to.deep.equal(byKey(loadAll(four) as Manifest[]));
@@ -274,16 +282,6 @@ describe('the Helm chart with Helm 3', function () {
   });
 
   it('refuses the values Helm 4 refuses, naming them', async () => {
-    const refused = (args: string[]) =>
-      template(helm3, args).then(
-        () => '',
-        (err: { stderr?: string }) => err.stderr ?? 'failed',
-      );
-    expect(await refused(['--set', 'replicaCount=two'])).to.match(/replicaCount/);
-    expect(await refused(['--set', 'image.pullPolicy=Sometimes'])).to.match(/pullPolicy/);
-    expect(await refused(['--set', 'imagee.tag=x'])).to.match(/imagee/);
-    expect(await refused(['--set', 'sourceNamespaces={Not_A_Namespace}'])).to.match(/sourceNamespaces/);
-    expect(await refused(['--set', 'image.digest=latest'])).to.match(/digest/);
-    expect(await refused(['--set', 'leaderElection.enabled=false'])).to.match(/replicaCount/);
+    for (const [args, names] of REFUSED) expect(await refusalOf(helm3, args), args.join(' ')).to.match(names);
   });
 });

@@ -25,6 +25,7 @@ import {
   policyChecks,
   rejection,
 } from '../support/admission.ts';
+import { suiteFailed } from '../support/failures.ts';
 import { killQuietly, type RegcredProcess, startRegcred } from '../support/processes.ts';
 import { eventually } from '../support/wait.ts';
 
@@ -151,7 +152,7 @@ describe('the copy guard (config/copy-guard) and the optional parts, on a contro
     this.timeout(60_000);
     await killQuietly(operator);
     if (config) rmSync(config, { recursive: true, force: true });
-    await plane?.stop({ keepLogs: this.currentTest?.state === 'failed' });
+    await plane?.stop({ keepLogs: suiteFailed(this) });
   });
 
   it('config/default with its two optional lines uncommented installs both parts; kubectl diff then finds nothing to change', async () => {

@@ -19,6 +19,7 @@ import { dump } from 'js-yaml';
 import { ControlPlane, stopOnInterrupt, streamProgress } from '../../controlplane/index.ts';
 import { ApiError, KubeClient } from '../../src/runtime/kube.ts';
 import { awaitInjection, CONFIG } from '../support/admission.ts';
+import { suiteFailed } from '../support/failures.ts';
 import { killQuietly, type RegcredProcess, startRegcred } from '../support/processes.ts';
 import { eventually } from '../support/wait.ts';
 
@@ -137,7 +138,7 @@ describe('the Pod race on the real node', function () {
     this.timeout(120_000);
     await killQuietly(operator);
     untie?.();
-    await plane?.stop({ keepLogs: this.currentTest?.state === 'failed' });
+    await plane?.stop({ keepLogs: suiteFailed(this) });
   });
 
   async function namespace(labels: Record<string, string>): Promise<string> {

@@ -25,6 +25,7 @@ import { ControlPlane } from '../../controlplane/index.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
 import { Checker } from '../support/checker.ts';
 import { sourceData } from '../support/credential-cases.ts';
+import { suiteFailed } from '../support/failures.ts';
 import { startRegcred } from '../support/processes.ts';
 import { Supervised } from '../support/supervisor.ts';
 import { eventually } from '../support/wait.ts';
@@ -197,17 +198,12 @@ describe('faults: regcred converges through a broken control plane', function ()
     );
   });
 
-  let failed = false;
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') failed = true;
-  });
-
   after(async function () {
     this.timeout(120_000);
     await checker?.stop();
     await Promise.all(operators.map((o) => o.stop()));
     await proxy?.close();
-    const kept = await plane?.stop({ keepLogs: failed });
+    const kept = await plane?.stop({ keepLogs: suiteFailed(this) });
     if (kept) {
       // regcred's own lines, every process of every supervised operator, beside the components'.
       for (const [i, o] of operators.entries())

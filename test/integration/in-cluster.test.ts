@@ -23,6 +23,7 @@ import { expect } from 'chai';
 import { resolveHelm } from '../../controlplane/binaries.ts';
 import { ControlPlane, NODE_NAME, stopOnInterrupt, streamProgress } from '../../controlplane/index.ts';
 import { KubeClient } from '../../src/runtime/kube.ts';
+import { suiteFailed } from '../support/failures.ts';
 import {
   ElectionObserver,
   httpsGet,
@@ -165,7 +166,7 @@ describe('regcred in the cluster, on the real node', function () {
     this.timeout(120_000);
     for (const f of figures) progress.note(f);
     untie?.();
-    await plane?.stop({ keepLogs: this.currentTest?.state === 'failed' });
+    await plane?.stop({ keepLogs: suiteFailed(this) });
   });
 
   const kustomize: Installer = {

@@ -29,6 +29,7 @@ import {
   stopOnInterrupt,
   streamProgress,
 } from '../../controlplane/index.ts';
+import { suiteFailed } from '../support/failures.ts';
 import { machineWithoutNode } from '../support/machine.ts';
 import { killQuietly, type RegcredProcess, startRegcred } from '../support/processes.ts';
 import { eventually } from '../support/wait.ts';
@@ -71,7 +72,7 @@ describe('the local node', function () {
   after(async function () {
     this.timeout(120_000);
     untie?.();
-    await plane?.stop({ keepLogs: this.currentTest?.state === 'failed' });
+    await plane?.stop({ keepLogs: suiteFailed(this) });
   });
 
   it('is Ready and schedulable when start returns', async () => {

@@ -16,7 +16,7 @@ import { FaultProxy, kubeconfigVia } from '../../controlplane/faults.ts';
 import { ControlPlane } from '../../controlplane/index.ts';
 import { DEFAULT_BACKOFF } from '../../src/runtime/backoff.ts';
 import { classify } from '../../src/runtime/errors.ts';
-import { ApiError, KubeClient, type RequestOptions } from '../../src/runtime/kube.ts';
+import { ApiError, KubeClient, PING_INTERVAL_MS, type RequestOptions } from '../../src/runtime/kube.ts';
 import { LeaderElector } from '../../src/runtime/leader.ts';
 import { silentLogger } from '../../src/runtime/logger.ts';
 import { REQUIRED_API_WAIT_MS } from '../../src/runtime/manager.ts';
@@ -553,6 +553,49 @@ describe('the client on a connection that went silent', function () {
     } finally {
       await proxy.close();
     }
+  });
+
+  it('gives up a connection that leaves a PING unanswered, long before a request on it would time out', async () => {
+    const t = unique('unanswered');
+    const proxy = await FaultProxy.start({ host: '127.0.0.1', port: cluster().ports.apiserver });
+    try {
+      const config = new KubeConfig();
+      config.loadFromFile(
+        await kubeconfigVia(cluster().admin.path, proxy.url, join(cluster().dir, `${t}.kubeconfig`)),
+      );
+      const client = new KubeClient(config);
+      const path = '/api/v1/namespaces/default';
+      await client.get(path);
+      proxy.silence();
+      proxy.heal();
+      // Waits on the silent connection; only the health check can end it before its 30 s timeout.
+      const started = Date.now();
+      const failed = await rejection(client.get(path));
+      const waited = Date.now() - started;
+      expect(String(failed), 'the connection was found dead').to.match(/connection unresponsive/);
+      expect(waited, 'within two PING intervals').to.be.at.most(2 * PING_INTERVAL_MS + 3000);
+      await client.get(path); // on a new connection
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('ends a watch that brings nothing for its inactivity limit, on a connection that is alive', async () => {
+    const client = admin();
+    const limitMs = 1500;
+    const started = Date.now();
+    // No bookmarks asked for, and nothing matches: the API server sends nothing, though it
+    // answers every PING; only the watch's own inactivity timer can end it.
+    const ended = await rejection(
+      client.watch(
+        '/api/v1/namespaces/default/configmaps',
+        { labelSelector: `nothing=${unique('quiet')}` },
+        () => {},
+        { signal: new AbortController().signal, inactivityTimeoutMs: limitMs },
+      ),
+    );
+    expect(String(ended)).to.match(/no data for 1\.5s/);
+    expect(Date.now() - started).to.be.within(limitMs, limitMs + 2000);
   });
 });
 

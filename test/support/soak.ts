@@ -9,7 +9,7 @@
  * ServiceAccounts), a second RegistryCredential created and deleted, tenant tampering (a copy
  * deleted or overwritten, regcred's entry removed), and every 20 to 40 steps a fault (kube-apiserver or
  * etcd restarted, every connection cut, the API server unreachable, 429 throttling, the operator
- * SIGKILLed; in runs of 10 minutes or more also every connection silenced past the watchdog).
+ * SIGKILLed, every connection silenced until the health check finds it dead).
  * The same seed gives the same sequence of steps (how many fit in the minutes, and which object a
  * tampering step finds to tamper with, depend on the world's timing).
  */
@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FaultProxy, kubeconfigVia, throttleServiceAccount } from '../../controlplane/faults.ts';
 import { ControlPlane } from '../../controlplane/index.ts';
-import { KubeClient } from '../../src/runtime/kube.ts';
+import { KubeClient, PING_INTERVAL_MS } from '../../src/runtime/kube.ts';
 import { Checker, type Problem, type Violation } from './checker.ts';
 import { sourceData } from './credential-cases.ts';
 import { startRegcred } from './processes.ts';
@@ -366,18 +366,14 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
           await eventually('the operator was restarted', () => operator!.current !== p);
         },
       ],
-      ...(minutes >= 10
-        ? ([
-            [
-              'connections-silenced',
-              async () => {
-                proxy!.silence();
-                proxy!.heal();
-                await sleep(100_000); // past the 90 s watchdog
-              },
-            ],
-          ] as [string, () => Promise<void>][])
-        : []),
+      [
+        'connections-silenced',
+        async () => {
+          proxy!.silence();
+          proxy!.heal();
+          await sleep(2 * PING_INTERVAL_MS + 5_000); // past the connection health check
+        },
+      ],
     ];
     const weights = steps.reduce((n, [, w]) => n + w, 0);
     const deadline = Date.now() + minutes * 60_000;

@@ -300,7 +300,9 @@ const HEALTH_CHECKED = Symbol('kubeClient.healthChecked');
 
 /**
  * Makes `config` build its direct (no proxy) dispatcher as client-node does, with the same TLS
- * options, plus the HTTP/2 PING health check. Dispatchers through a proxy stay client-node's own.
+ * options, plus the HTTP/2 PING health check. Where client-node would leave undici's global
+ * dispatcher in charge (no TLS options of its own: a public CA, say), it gets one of its own too.
+ * Dispatchers through a proxy stay client-node's own.
  */
 function withConnectionHealthCheck(config: KubeConfig): void {
   const factory = config as unknown as DispatcherFactory;
@@ -308,8 +310,10 @@ function withConnectionHealthCheck(config: KubeConfig): void {
   const original = factory.createDispatcher.bind(config);
   factory.createDispatcher = (cluster, agentOptions) => {
     const options = config.createDispatcherOptions(cluster, agentOptions);
-    if (options.type !== 'agent') return original(cluster, agentOptions);
-    return new Agent({ connect: options.connect, h2Options: { pingInterval: PING_INTERVAL_MS } });
+    const h2Options = { pingInterval: PING_INTERVAL_MS };
+    if (options.type === 'agent') return new Agent({ connect: options.connect, h2Options });
+    if (options.type === 'none') return new Agent({ h2Options });
+    return original(cluster, agentOptions);
   };
   factory[HEALTH_CHECKED] = true;
 }

@@ -457,6 +457,13 @@ try {
   const idleRegcred = requestsOf(plane, REGCRED_USER, idleWall, Date.now());
   const idleRss = rss.filter(([t]) => t * 1000 >= idleStart - started).map(([, v]) => v);
 
+  // What the process that ran F1–F4 warned of (a failed request or watch, a dropped connection):
+  // a figure bought by a retry should say so.
+  const warnings = regcred.log.filter((l) => /"level":"(warn|error)"/.test(l));
+  progress.note(
+    `regcred logged ${warnings.length} warnings or errors during F1–F4${warnings.length ? `, the first: ${warnings[0]}` : ''}`,
+  );
+
   // Restart over the converged world (F7), with the unrelated Secrets present, then without (F6).
   const restartAndSettle = async () => {
     const stopMs = await stopRegcred(regcred!);
@@ -647,6 +654,7 @@ try {
         newNamespaceMs: f3,
         readyMs: readyAfter,
         rssBeforeCredentialMiB: rssBeforeCredential,
+        warnings,
       },
       requests: {
         note: 'regcred: its own requests, from the audit log; apiserver: apiserver_request_total, every client',

@@ -12,9 +12,9 @@
  * Connections: one pool for every request (HTTP/2 when the server offers it, so one connection).
  * Each HTTP/2 connection is health-checked with a PING every PING_INTERVAL_MS, as client-go's
  * are: one that leaves a PING unanswered until the next is replaced, and the requests on it fail
- * (their callers retry). A request that times out, or a watch that goes silent past its
- * inactivity limit, closes the pool's connections too, so the requests queued behind it move to a
- * new connection at once instead of each timing out in turn.
+ * (their callers retry). A request that times out closes the pool's connections too, so the
+ * requests queued behind it move to a new connection at once instead of each timing out in turn;
+ * a watch that goes silent past its inactivity limit ends only itself.
  */
 import { type Cluster, HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { Agent, type Dispatcher, request } from 'undici';
@@ -277,9 +277,10 @@ export class KubeClient {
       }
     } catch (err) {
       if (timedOut) {
-        // Bookmarks stopped: the connection under this watch is dead, though still open (HTTP/2
-        // carries every request on it). Requests queued on it would each wait out their timeout.
-        this.dropConnections(auth.dispatcher);
+        // Only this watch stalled: a dead connection is the PING health check's to find (within
+        // 10 s, long before this limit), so the connection, and every request and watch on it,
+        // stays. Measured: at 10,000 namespaces the namespaces watch of a busy API server once
+        // went 90 s without a bookmark on a connection that answered every PING.
         throw new Error(`watch ${path}: no data for ${inactivityTimeoutMs / 1000}s`);
       }
       if (signal.aborted) return;

@@ -580,22 +580,50 @@ describe('the client on a connection that went silent', function () {
     }
   });
 
-  it('ends a watch that brings nothing for its inactivity limit, on a connection that is alive', async () => {
+  it('ends a watch that brings nothing for its inactivity limit, and only that watch', async () => {
     const client = admin();
-    const limitMs = 1500;
-    const started = Date.now();
-    // No bookmarks asked for, and nothing matches: the API server sends nothing, though it
-    // answers every PING; only the watch's own inactivity timer can end it.
-    const ended = await rejection(
-      client.watch(
-        '/api/v1/namespaces/default/configmaps',
-        { labelSelector: `nothing=${unique('quiet')}` },
-        () => {},
-        { signal: new AbortController().signal, inactivityTimeoutMs: limitMs },
-      ),
-    );
-    expect(String(ended)).to.match(/no data for 1\.5s/);
-    expect(Date.now() - started).to.be.within(limitMs, limitMs + 2000);
+    const t = unique('quiet');
+    const path = '/api/v1/namespaces/default/configmaps';
+    // Another watch on the same client (so the same HTTP/2 connection), which must live on.
+    const seen: string[] = [];
+    const stopOther = new AbortController();
+    let otherEnded: unknown;
+    const other = client
+      .watch(
+        path,
+        { labelSelector: `other=${t}` },
+        (_type, o) => seen.push((o as { metadata: { name: string } }).metadata.name),
+        { signal: stopOther.signal, inactivityTimeoutMs: 60_000 },
+      )
+      .then(
+        () => {
+          otherEnded = 'resolved';
+        },
+        (err: unknown) => {
+          otherEnded = err;
+        },
+      );
+    try {
+      const limitMs = 1500;
+      const started = Date.now();
+      // No bookmarks asked for, and nothing matches: the API server sends nothing, though it
+      // answers every PING; only the watch's own inactivity timer can end it.
+      const ended = await rejection(
+        client.watch(path, { labelSelector: `nothing=${t}` }, () => {}, {
+          signal: new AbortController().signal,
+          inactivityTimeoutMs: limitMs,
+        }),
+      );
+      expect(String(ended)).to.match(/no data for 1\.5s/);
+      expect(Date.now() - started).to.be.within(limitMs, limitMs + 2000);
+      await client.create(`${path}`, { metadata: { name: t, labels: { other: t } } });
+      await eventually('the other watch, still open, brought the new ConfigMap', () => seen.includes(t));
+      expect(otherEnded, 'the other watch was not ended').to.equal(undefined);
+    } finally {
+      stopOther.abort();
+      await other;
+      await client.delete(`${path}/${t}`).catch(() => undefined);
+    }
   });
 });
 

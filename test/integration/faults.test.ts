@@ -59,7 +59,7 @@ const RC = `/apis/regcred.dev/v1alpha1/registrycredentials/${NAME}`;
 /** The issue's bound: converged at most this long after the fault ends. */
 const RECOVERY_BOUND_MS = 60_000;
 /** Once a dead connection is found, the rotation that was blind goes through at once, not after a timeout (30 s). */
-const WATCHDOG_RECOVERY_MS = 15_000;
+const SILENCE_RECOVERY_MS = 15_000;
 /**
  * After cuts, within two PING intervals and the retries: a cut can leave a connection that Node
  * never sees close (kube.ts, PING_INTERVAL_MS), and only the health check finds it.
@@ -288,7 +288,7 @@ describe('faults: regcred converges through a broken control plane', function ()
     expect(
       ms,
       'the silent connection was dropped when it was found dead; nothing waited out a timeout',
-    ).to.be.at.most(WATCHDOG_RECOVERY_MS);
+    ).to.be.at.most(SILENCE_RECOVERY_MS);
   });
 
   it('the API server unreachable for 60 s mid-rotation', async () => {

@@ -76,6 +76,15 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   throw new Error('expected the request to fail');
 }
 
+/** A client of the shared control plane through `proxy`, with a kubeconfig of its own. */
+async function clientThrough(proxy: FaultProxy, tag: string): Promise<KubeClient> {
+  const config = new KubeConfig();
+  config.loadFromFile(
+    await kubeconfigVia(cluster().admin.path, proxy.url, join(cluster().dir, `${tag}.kubeconfig`)),
+  );
+  return new KubeClient(config);
+}
+
 describe('the entry point', function () {
   this.timeout(60_000);
 
@@ -466,11 +475,7 @@ describe('a reflector through faults one after another', function () {
   it('retries each cut of a watch that was working from the shortest delay, not from where the last fault left off', async () => {
     const t = unique('cuts');
     const proxy = await FaultProxy.start({ host: '127.0.0.1', port: cluster().ports.apiserver });
-    const config = new KubeConfig();
-    config.loadFromFile(
-      await kubeconfigVia(cluster().admin.path, proxy.url, join(cluster().dir, `${t}.kubeconfig`)),
-    );
-    const client = new KubeClient(config);
+    const client = await clientThrough(proxy, t);
     const retries: number[] = [];
     const logger = winston.createLogger({
       transports: [
@@ -530,19 +535,27 @@ describe('a reflector through faults one after another', function () {
 describe('the client on a connection that went silent', function () {
   this.timeout(60_000);
 
-  it('gives up a connection when a request times out on it: the next request goes through at once', async () => {
-    const t = unique('silent');
+  const path = '/api/v1/namespaces/default';
+
+  /**
+   * Runs `test` with a client whose one connection (HTTP/2) swallows every byte from now on; new
+   * connections work.
+   */
+  async function onSilencedConnection(tag: string, test: (client: KubeClient) => Promise<void>) {
     const proxy = await FaultProxy.start({ host: '127.0.0.1', port: cluster().ports.apiserver });
     try {
-      const config = new KubeConfig();
-      config.loadFromFile(
-        await kubeconfigVia(cluster().admin.path, proxy.url, join(cluster().dir, `${t}.kubeconfig`)),
-      );
-      const client = new KubeClient(config);
-      const path = '/api/v1/namespaces/default';
-      await client.get(path); // the connection every later request shares (HTTP/2)
-      proxy.silence(); // it swallows every byte from now on; new connections work
+      const client = await clientThrough(proxy, unique(tag));
+      await client.get(path); // the connection every later request shares
+      proxy.silence();
       proxy.heal();
+      await test(client);
+    } finally {
+      await proxy.close();
+    }
+  }
+
+  it('gives up a connection when a request times out on it: the next request goes through at once', () =>
+    onSilencedConnection('silent', async (client) => {
       const timedOut = await rejection(client.request('GET', path, { timeoutMs: 3000 }));
       expect(classify(timedOut).reason).to.equal('UND_ERR_HEADERS_TIMEOUT');
       // Without giving the connection up, this request would be sent on it too, and wait until
@@ -550,24 +563,10 @@ describe('the client on a connection that went silent', function () {
       const started = Date.now();
       await client.request('GET', path, { timeoutMs: 10_000 });
       expect(Date.now() - started, 'answered on a new connection').to.be.below(2000);
-    } finally {
-      await proxy.close();
-    }
-  });
+    }));
 
-  it('gives up a connection that leaves a PING unanswered, long before a request on it would time out', async () => {
-    const t = unique('unanswered');
-    const proxy = await FaultProxy.start({ host: '127.0.0.1', port: cluster().ports.apiserver });
-    try {
-      const config = new KubeConfig();
-      config.loadFromFile(
-        await kubeconfigVia(cluster().admin.path, proxy.url, join(cluster().dir, `${t}.kubeconfig`)),
-      );
-      const client = new KubeClient(config);
-      const path = '/api/v1/namespaces/default';
-      await client.get(path);
-      proxy.silence();
-      proxy.heal();
+  it('gives up a connection that leaves a PING unanswered, long before a request on it would time out', () =>
+    onSilencedConnection('unanswered', async (client) => {
       // Waits on the silent connection; only the health check can end it before its 30 s timeout.
       const started = Date.now();
       const failed = await rejection(client.get(path));
@@ -575,22 +574,19 @@ describe('the client on a connection that went silent', function () {
       expect(String(failed), 'the connection was found dead').to.match(/connection unresponsive/);
       expect(waited, 'within two PING intervals').to.be.at.most(2 * PING_INTERVAL_MS + 3000);
       await client.get(path); // on a new connection
-    } finally {
-      await proxy.close();
-    }
-  });
+    }));
 
   it('ends a watch that brings nothing for its inactivity limit, and only that watch', async () => {
     const client = admin();
     const t = unique('quiet');
-    const path = '/api/v1/namespaces/default/configmaps';
+    const configMaps = '/api/v1/namespaces/default/configmaps';
     // Another watch on the same client (so the same HTTP/2 connection), which must live on.
     const seen: string[] = [];
     const stopOther = new AbortController();
     let otherEnded: unknown;
     const other = client
       .watch(
-        path,
+        configMaps,
         { labelSelector: `other=${t}` },
         (_type, o) => seen.push((o as { metadata: { name: string } }).metadata.name),
         { signal: stopOther.signal, inactivityTimeoutMs: 60_000 },
@@ -609,20 +605,20 @@ describe('the client on a connection that went silent', function () {
       // No bookmarks asked for, and nothing matches: the API server sends nothing, though it
       // answers every PING; only the watch's own inactivity timer can end it.
       const ended = await rejection(
-        client.watch(path, { labelSelector: `nothing=${t}` }, () => {}, {
+        client.watch(configMaps, { labelSelector: `nothing=${t}` }, () => {}, {
           signal: new AbortController().signal,
           inactivityTimeoutMs: limitMs,
         }),
       );
       expect(String(ended)).to.match(/no data for 1\.5s/);
       expect(Date.now() - started).to.be.within(limitMs, limitMs + 2000);
-      await client.create(`${path}`, { metadata: { name: t, labels: { other: t } } });
+      await client.create(configMaps, { metadata: { name: t, labels: { other: t } } });
       await eventually('the other watch, still open, brought the new ConfigMap', () => seen.includes(t));
       expect(otherEnded, 'the other watch was not ended').to.equal(undefined);
     } finally {
       stopOther.abort();
       await other;
-      await client.delete(`${path}/${t}`).catch(() => undefined);
+      await client.delete(`${configMaps}/${t}`).catch(() => undefined);
     }
   });
 });

@@ -10,6 +10,7 @@ import { Reflector } from '../../src/runtime/reflector.ts';
 import { Store } from '../../src/runtime/store.ts';
 
 export const FLOOR_LABEL = 'bench.regcred.dev/floor';
+const CHECK_EVERY_MS = 20;
 
 interface Meta {
   metadata: { name: string; namespace: string; resourceVersion: string };
@@ -35,6 +36,7 @@ export class Observer {
   private readonly reflectors: { run(signal: AbortSignal): Promise<void>; synced: Promise<void> }[];
   private readonly abort = new AbortController();
   private readonly listeners = new Set<() => void>();
+  private pending: NodeJS.Timeout | undefined;
 
   constructor(client: KubeClient, copyName: string) {
     const logger = silentLogger();
@@ -100,6 +102,7 @@ export class Observer {
   }
 
   stop(): void {
+    clearTimeout(this.pending);
     this.abort.abort();
   }
 
@@ -168,7 +171,17 @@ export class Observer {
     };
   }
 
+  /**
+   * Runs the `until` checks at most once per CHECK_EVERY_MS, not on every event: a check counts
+   * over every copy, so checking on each of a rotation's 10,000 events cost this process a core
+   * (measured at 10,000: 54 s of CPU in a 78 s rotation), taken from the API server and regcred.
+   * The figures come from the events' recorded times, so a later check changes none of them.
+   */
   private notify(): void {
-    for (const l of [...this.listeners]) l();
+    if (this.pending) return;
+    this.pending = setTimeout(() => {
+      this.pending = undefined;
+      for (const l of [...this.listeners]) l();
+    }, CHECK_EVERY_MS);
   }
 }

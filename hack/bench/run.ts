@@ -144,6 +144,54 @@ function requestsOf(plane: ControlPlane, user: string, from: number, to: number)
   return out;
 }
 
+/**
+ * How one user's writes to Secrets and ServiceAccounts fared inside kube-apiserver between two
+ * wall-clock times, from the audit log: each write's time from received to answered (p50, p99),
+ * and how many were in the API server at once on average (their summed times over the span from
+ * the first received to the last answered). A client that keeps 32 in flight shows ≈ 32 here,
+ * less the time its requests spend on the way.
+ */
+function serverTimes(
+  plane: ControlPlane,
+  user: string,
+  from: number,
+  to: number,
+): { writes: number; p50Ms: number; p99Ms: number; inFlight: number } {
+  const times: number[] = [];
+  let first = Number.POSITIVE_INFINITY;
+  let last = 0;
+  for (const line of readFileSync(plane.auditLogPath, 'utf8').split('\n')) {
+    if (!line) continue;
+    const e = JSON.parse(line) as {
+      stage: string;
+      verb: string;
+      user: { username: string };
+      requestReceivedTimestamp: string;
+      stageTimestamp: string;
+      objectRef?: { resource?: string };
+    };
+    if (e.stage !== 'ResponseComplete' || e.user.username !== user) continue;
+    if (!['create', 'patch', 'update', 'delete'].includes(e.verb)) continue;
+    if (!['secrets', 'serviceaccounts'].includes(e.objectRef?.resource ?? '')) continue;
+    const received = Date.parse(e.requestReceivedTimestamp);
+    if (received < from || received > to) continue;
+    // Date.parse keeps milliseconds only; the audit log has microseconds.
+    const micros = (t: string) => Number(/\.(\d+)Z$/.exec(t)?.[1]?.padEnd(6, '0').slice(3, 6) ?? 0) / 1000;
+    const answered = Date.parse(e.stageTimestamp) + micros(e.stageTimestamp);
+    const at = received + micros(e.requestReceivedTimestamp);
+    times.push(answered - at);
+    first = Math.min(first, at);
+    last = Math.max(last, answered);
+  }
+  const total = times.reduce((a, b) => a + b, 0);
+  return {
+    writes: times.length,
+    p50Ms: percentile(times, 50),
+    p99Ms: percentile(times, 99),
+    inFlight: times.length && last > first ? total / (last - first) : 0,
+  };
+}
+
 const sum = (d: Record<string, number>, pattern: RegExp) =>
   Object.entries(d).reduce((n, [k, v]) => n + (pattern.test(k) ? v : 0), 0);
 const WRITE = '(create|update|patch|delete|POST|PUT|PATCH|DELETE|APPLY)';
@@ -319,12 +367,17 @@ try {
   const floorCpu1 = cpuSeconds(plane);
   const floorF1Cpu = cpuDelta(floorCpu0, floorCpu1, performance.now() - floorF1Start);
   const floorF1Requests = requestsOf(plane, FLOOR_USER, floorF1Wall, Date.now());
+  const floorF1Server = serverTimes(plane, FLOOR_USER, floorF1Wall, Date.now());
   const floorTimeline = observer.timeline('f-', floorF1Start);
   settled.floorRotation = await settle(plane, "the floor's rotation");
+  const floorF2Wall = Date.now();
+  const floorF2Cpu0 = cpuSeconds(plane);
   const floorF2Start = performance.now();
   await floorRotate(floor, floors, COPY, dataB);
   await observer.until(() => observer.countCopies('f-', dataB) === N, 600_000, 'the floor rotation');
   const floorF2 = observer.lastEvent('f-', dataB) - floorF2Start;
+  const floorF2Cpu = cpuDelta(floorF2Cpu0, cpuSeconds(plane), performance.now() - floorF2Start);
+  const floorF2Server = serverTimes(plane, FLOOR_USER, floorF2Wall, Date.now());
   progress.note(
     `floor: fan-out ${(floorF1 / 1000).toFixed(2)} s, rotation ${(floorF2 / 1000).toFixed(2)} s (${elapsed()})`,
   );
@@ -413,6 +466,7 @@ try {
   const f1Cpu = cpuDelta(f1Cpu0, f1Cpu1, performance.now() - f1Start);
   const f1Delta = countDelta(f1Counts, await apiCounts(plane));
   const f1Regcred = requestsOf(plane, REGCRED_USER, f1Wall, Date.now());
+  const f1Server = serverTimes(plane, REGCRED_USER, f1Wall, Date.now());
   const f1PeakRss = Math.max(...rss.filter(([t]) => t * 1000 >= f1Start - started).map(([, v]) => v));
   const regcredTimeline = observer.timeline('t-', f1Start);
   progress.note(`regcred fan-out ${(f1 / 1000).toFixed(2)} s (${elapsed()})`);
@@ -421,14 +475,23 @@ try {
 
   settled.regcredRotation = await settle(plane, "regcred's rotation", pid);
   const f2Wall = Date.now();
+  const f2Cpu0 = cpuSeconds(plane, pid);
   const f2Start = performance.now();
   await admin.mergePatch(`/api/v1/namespaces/${SOURCE_NS}/secrets/${COPY}`, {
     data: { '.dockerconfigjson': Buffer.from(configB).toString('base64') },
   });
   await observer.until(() => observer.countCopies('t-', dataB) === N, 600_000, 'regcred rotation');
   const f2 = observer.lastEvent('t-', dataB) - f2Start;
+  const f2Cpu = cpuDelta(f2Cpu0, cpuSeconds(plane, pid), performance.now() - f2Start);
   const f2Regcred = requestsOf(plane, REGCRED_USER, f2Wall, Date.now());
+  const f2Server = serverTimes(plane, REGCRED_USER, f2Wall, Date.now());
   progress.note(`regcred rotation ${(f2 / 1000).toFixed(2)} s (${elapsed()})`);
+  const server = (t: ReturnType<typeof serverTimes>) =>
+    `${t.writes} writes, p50 ${t.p50Ms.toFixed(1)} ms, p99 ${t.p99Ms.toFixed(1)} ms, ${t.inFlight.toFixed(1)} in flight`;
+  progress.note(`in kube-apiserver, fan-out: floor ${server(floorF1Server)}; regcred ${server(f1Server)}`);
+  progress.note(`in kube-apiserver, rotation: floor ${server(floorF2Server)}; regcred ${server(f2Server)}`);
+  progress.note(`CPU during the floor's rotation: ${JSON.stringify(floorF2Cpu)}`);
+  progress.note(`CPU during regcred's rotation: ${JSON.stringify(f2Cpu)}`);
 
   settled.regcredChurn = await settle(plane, "regcred's new namespaces", pid);
   const f3 = await churn('c-', { tenant: 'bench' });
@@ -648,11 +711,15 @@ try {
         newNamespaceMs: floorF3,
         fanOutCpu: floorF1Cpu,
         fanOutRequests: floorF1Requests,
+        rotationCpu: floorF2Cpu,
+        inApiServer: { fanOut: floorF1Server, rotation: floorF2Server },
       },
       regcred: {
         fanOutMs: f1,
         fanOutCpu: f1Cpu,
         rotationMs: f2,
+        rotationCpu: f2Cpu,
+        inApiServer: { fanOut: f1Server, rotation: f2Server },
         newNamespaceMs: f3,
         readyMs: readyAfter,
         rssBeforeCredentialMiB: rssBeforeCredential,

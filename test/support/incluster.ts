@@ -35,6 +35,7 @@ export interface Pod {
     containerStatuses?: {
       ready: boolean;
       restartCount: number;
+      containerID?: string;
       imageID?: string;
       state?: { running?: unknown; terminated?: { exitCode: number; reason?: string } };
     }[];
@@ -101,6 +102,7 @@ export class ElectionObserver {
   readonly holders: { at: number; holder: string }[] = [];
   /** Exit codes of the Pods' containers as the Pod watch saw them terminate. */
   readonly exitCodes = new Map<string, number>();
+  /** `kubectl logs -f` per container instance (pod/containerID): a restarted container is followed anew. */
   private readonly followed = new Map<string, ChildProcess>();
   private readonly abort = new AbortController();
   private readonly watches: Promise<void>[] = [];
@@ -137,18 +139,19 @@ export class ElectionObserver {
         const pod = o as Pod;
         const terminated = pod.status?.containerStatuses?.[0]?.state?.terminated;
         if (terminated) this.exitCodes.set(pod.metadata.name, terminated.exitCode);
-        const running = pod.status?.containerStatuses?.[0]?.state?.running;
-        if (running && !this.followed.has(pod.metadata.name)) this.follow(pod.metadata.name);
+        const status = pod.status?.containerStatuses?.[0];
+        const instance = `${pod.metadata.name}/${status?.containerID}`;
+        if (status?.state?.running && !this.followed.has(instance)) this.follow(pod.metadata.name, instance);
       }),
     );
   }
 
-  private follow(pod: string): void {
+  private follow(pod: string, instance: string): void {
     const child = spawn(this.kubectl, ['logs', '-f', '-n', NAMESPACE, pod, '-c', 'manager'], {
       env: this.env,
       stdio: ['ignore', 'pipe', 'ignore'],
     });
-    this.followed.set(pod, child);
+    this.followed.set(instance, child);
     let partial = '';
     child.stdout.on('data', (chunk: Buffer) => {
       const parts = (partial + chunk.toString()).split('\n');

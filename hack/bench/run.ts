@@ -113,6 +113,28 @@ const FLOOR_USER = `system:serviceaccount:${SOURCE_NS}:bench-floor`;
  */
 const AUDITED = [REGCRED_USER, FLOOR_USER];
 
+interface AuditEvent {
+  stage: string;
+  verb: string;
+  user: { username: string };
+  requestReceivedTimestamp: string;
+  stageTimestamp: string;
+  objectRef?: { resource?: string; subresource?: string; namespace?: string; name?: string };
+}
+
+/** One user's audit records (every stage) of requests received between two wall-clock times. */
+function auditEventsOf(plane: ControlPlane, user: string, from: number, to: number): AuditEvent[] {
+  const out: AuditEvent[] = [];
+  for (const line of readFileSync(plane.auditLogPath, 'utf8').split('\n')) {
+    if (!line) continue;
+    const e = JSON.parse(line) as AuditEvent;
+    if (e.user.username !== user) continue;
+    const at = Date.parse(e.requestReceivedTimestamp);
+    if (at >= from && at <= to) out.push(e);
+  }
+  return out;
+}
+
 /**
  * One user's requests between two wall-clock times, from kube-apiserver's audit log, by
  * `verb resource[/subresource]`; reads of one named object in a namespace are counted apart as
@@ -120,21 +142,10 @@ const AUDITED = [REGCRED_USER, FLOOR_USER];
  */
 function requestsOf(plane: ControlPlane, user: string, from: number, to: number): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const line of readFileSync(plane.auditLogPath, 'utf8').split('\n')) {
-    if (!line) continue;
-    const e = JSON.parse(line) as {
-      stage: string;
-      verb: string;
-      user: { username: string };
-      requestReceivedTimestamp: string;
-      objectRef?: { resource?: string; subresource?: string; namespace?: string; name?: string };
-    };
+  for (const e of auditEventsOf(plane, user, from, to)) {
     // One record per request: its completion, or for a watch, its start.
     if (e.stage !== 'ResponseComplete' && !(e.verb === 'watch' && e.stage === 'ResponseStarted')) continue;
     if (e.verb === 'watch' && e.stage === 'ResponseComplete') continue;
-    if (e.user.username !== user) continue;
-    const at = Date.parse(e.requestReceivedTimestamp);
-    if (at < from || at > to) continue;
     const r = e.objectRef ?? {};
     const key = `${e.verb} ${r.resource}${r.subresource ? `/${r.subresource}` : ''}`;
     out[key] = (out[key] ?? 0) + 1;
@@ -159,27 +170,17 @@ function serverTimes(
   to: number,
 ): { writes: number; p50Ms: number; p99Ms: number; inFlight: number } {
   // Date.parse keeps milliseconds only; the audit log has microseconds.
-  const micros = (t: string) => Number(/\.(\d+)Z$/.exec(t)?.[1]?.padEnd(6, '0').slice(3, 6) ?? 0) / 1000;
+  const exact = (t: string) =>
+    Date.parse(t) + Number(/\.(\d+)Z$/.exec(t)?.[1]?.padEnd(6, '0').slice(3, 6) ?? 0) / 1000;
   const times: number[] = [];
   let first = Number.POSITIVE_INFINITY;
   let last = 0;
-  for (const line of readFileSync(plane.auditLogPath, 'utf8').split('\n')) {
-    if (!line) continue;
-    const e = JSON.parse(line) as {
-      stage: string;
-      verb: string;
-      user: { username: string };
-      requestReceivedTimestamp: string;
-      stageTimestamp: string;
-      objectRef?: { resource?: string };
-    };
-    if (e.stage !== 'ResponseComplete' || e.user.username !== user) continue;
+  for (const e of auditEventsOf(plane, user, from, to)) {
+    if (e.stage !== 'ResponseComplete') continue;
     if (!['create', 'patch', 'update', 'delete'].includes(e.verb)) continue;
     if (!['secrets', 'serviceaccounts'].includes(e.objectRef?.resource ?? '')) continue;
-    const received = Date.parse(e.requestReceivedTimestamp);
-    if (received < from || received > to) continue;
-    const answered = Date.parse(e.stageTimestamp) + micros(e.stageTimestamp);
-    const at = received + micros(e.requestReceivedTimestamp);
+    const at = exact(e.requestReceivedTimestamp);
+    const answered = exact(e.stageTimestamp);
     times.push(answered - at);
     first = Math.min(first, at);
     last = Math.max(last, answered);
